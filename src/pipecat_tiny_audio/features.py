@@ -1,0 +1,146 @@
+"""Encoder features: the one place where audio becomes Whisper encoder frames.
+
+The trainer (which caches these features) and the streaming decoder (which computes them chunk
+by chunk as audio arrives) both call :func:`encode_audio` / :func:`encode_chunk`, so a model
+is always served exactly the features it was trained on.
+
+Whisper was trained on 30 s windows; we run it on only the frames that exist ("trimmed"
+input), which is ~5x cheaper for short utterances. In chunked mode each chunk is encoded
+together with up to ``left_context_seconds`` of the audio before it, and only the chunk's own
+frames are kept: this is what lets a streaming decoder encode every chunk exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipecat_tiny_audio.audio import SAMPLE_RATE
+
+HOP_LENGTH = 160
+N_FFT = 400
+SAMPLES_PER_FRAME = 2 * HOP_LENGTH  # one encoder frame = 20 ms (conv2 has stride 2)
+
+
+@dataclass(frozen=True)
+class FeatureMode:
+    """How audio is cut before encoding.
+
+    ``chunk_seconds=None`` encodes the whole utterance at once. Otherwise audio is encoded in
+    chunks of ``chunk_seconds`` (a multiple of 20 ms), each with ``left_context_seconds`` of
+    preceding audio as context.
+    """
+
+    chunk_seconds: float | None = None
+    left_context_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_seconds is not None:
+            frames = self.chunk_seconds * SAMPLE_RATE / SAMPLES_PER_FRAME
+            if self.chunk_seconds <= 0 or abs(frames - round(frames)) > 1e-6:
+                raise ValueError(f"chunk_seconds must be a positive multiple of 0.02 s, got {self.chunk_seconds}")
+        if self.left_context_seconds < 0:
+            raise ValueError("left_context_seconds must be >= 0")
+
+    @property
+    def chunk_samples(self) -> int | None:
+        return None if self.chunk_seconds is None else round(self.chunk_seconds * SAMPLE_RATE)
+
+    @property
+    def context_samples(self) -> int:
+        return round(self.left_context_seconds * SAMPLE_RATE)
+
+    def to_dict(self) -> dict:
+        return {"chunk_seconds": self.chunk_seconds, "left_context_seconds": self.left_context_seconds}
+
+
+@lru_cache(maxsize=4)
+def _mel_filters(n_mels: int) -> torch.Tensor:
+    from transformers.audio_utils import mel_filter_bank
+
+    filters = mel_filter_bank(
+        num_frequency_bins=1 + N_FFT // 2,
+        num_mel_filters=n_mels,
+        min_frequency=0.0,
+        max_frequency=8000.0,
+        sampling_rate=SAMPLE_RATE,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    return torch.from_numpy(filters).float()  # (freq, mels)
+
+
+def log_mel(audio: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
+    """Whisper's log-mel spectrogram of 16 kHz mono audio: (n_mels, len(audio) // 160)."""
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    power = stft[..., :-1].abs() ** 2
+    mel = _mel_filters(n_mels).to(audio.device).T @ power
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
+def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
+    tensor = torch.as_tensor(audio, dtype=torch.float32)
+    if tensor.ndim != 1:
+        raise ValueError(f"expected 1-D 16 kHz mono audio, got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+@torch.no_grad()
+def _encode_window(encoder: nn.Module, audio: torch.Tensor) -> torch.Tensor:
+    """Run a Whisper encoder on exactly the frames of ``audio`` (padded to 20 ms): (frames, d)."""
+    pad = (-audio.numel()) % SAMPLES_PER_FRAME
+    audio = torch.nn.functional.pad(audio, (0, pad))
+    frames = audio.numel() // SAMPLES_PER_FRAME
+    max_frames = encoder.embed_positions.num_embeddings
+    if frames > max_frames:
+        raise ValueError(f"audio window of {frames * 0.02:.1f} s exceeds the encoder's 30 s limit")
+    param = next(encoder.parameters())
+    mel = log_mel(audio.to(param.device), encoder.config.num_mel_bins).to(param.dtype)
+    hidden = nn.functional.gelu(encoder.conv1(mel.unsqueeze(0)))
+    hidden = nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
+    hidden = hidden + encoder.embed_positions.weight[:frames]
+    for layer in encoder.layers:
+        out = layer(hidden, None)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return encoder.layer_norm(hidden)[0].float()
+
+
+def encode_chunk(
+    encoder: nn.Module, chunk: np.ndarray | torch.Tensor, context: np.ndarray | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Encoder frames of ``chunk`` alone, computed with ``context`` (earlier audio) in view."""
+    chunk = _as_tensor(chunk)
+    if chunk.numel() == 0:
+        return torch.zeros(0, encoder.config.d_model)
+    context = _as_tensor(context) if context is not None and len(context) else chunk[:0]
+    # Keep context frame-aligned so the chunk's frames line up with an offline pass.
+    context = context[context.numel() % SAMPLES_PER_FRAME :]
+    frames = _encode_window(encoder, torch.cat([context, chunk]))
+    return frames[context.numel() // SAMPLES_PER_FRAME :]
+
+
+def encode_audio(
+    encoder: nn.Module, audio: np.ndarray | torch.Tensor, mode: FeatureMode = FeatureMode()
+) -> torch.Tensor:
+    """Encoder features (frames, d) of a whole utterance of 16 kHz mono float audio.
+
+    This is the function the trainer caches and the reference the streaming decoder matches.
+    """
+    audio = _as_tensor(audio)
+    if audio.numel() == 0:
+        return torch.zeros(0, encoder.config.d_model)
+    step = mode.chunk_samples
+    if step is None:
+        return _encode_window(encoder, audio)
+    parts = [
+        encode_chunk(encoder, audio[start : start + step], audio[max(0, start - mode.context_samples) : start])
+        for start in range(0, audio.numel(), step)
+    ]
+    return torch.cat(parts)

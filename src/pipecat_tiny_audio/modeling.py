@@ -1,0 +1,346 @@
+"""TinyAudioModel: frozen Whisper encoder → trained projector → causal LLM with LoRA.
+
+Plain tensors in, plain tensors out; nothing here knows about Pipecat. The checkpoint folder
+holds only what training changes (projector, LoRA adapter, tokenizer with the ``<audio>``
+token) plus a config naming the encoder and LLM sources.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from loguru import logger
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from pipecat_tiny_audio.audio import SAMPLE_RATE, to_model_audio
+from pipecat_tiny_audio.configuration import TinyAudioConfig
+from pipecat_tiny_audio.decoding import greedy_decode
+from pipecat_tiny_audio.features import FeatureMode, encode_audio
+from pipecat_tiny_audio.projectors import build_projector
+from pipecat_tiny_audio.prompt import IGNORE_INDEX, TranscriptionPrompt
+from pipecat_tiny_audio.sources import load_llm, load_whisper_encoder
+
+PROJECTOR_FILE = "model.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+SILENCE_PEAK = 1e-4  # digital silence: below 1/3 of an int16 step
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing a file or holds a corrupt one; the message names it."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` via a temporary file and a rename, so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class TinyAudioModel(PreTrainedModel):
+    """Speech-to-text with an LLM decoder.
+
+    Build a fresh model from a config (encoder and LLM are loaded from their sources; pass
+    ``encoder``/``llm``/``tokenizer`` to reuse already-loaded ones), or load a trained one with
+    :meth:`from_pretrained`. :meth:`transcribe` turns audio into text; :meth:`forward` is the
+    training step (LM loss on transcript tokens only).
+    """
+
+    config_class = TinyAudioConfig
+    base_model_prefix = "tiny_audio"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: TinyAudioConfig, encoder=None, llm=None, tokenizer=None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else load_whisper_encoder(config.encoder_source)
+        self.encoder.requires_grad_(False).eval()
+        if llm is None:
+            llm, loaded_tokenizer = load_llm(config.llm_source)
+            tokenizer = tokenizer or loaded_tokenizer
+        if tokenizer is None:
+            raise ValueError("pass the LLM's tokenizer together with llm=")
+        llm.requires_grad_(False)
+        config.encoder_dim = self.encoder.config.d_model
+        config.llm_dim = llm.config.hidden_size
+        self.projector = build_projector(
+            config.projector_type,
+            config.encoder_dim,
+            config.llm_dim,
+            config.stack_factor,
+            config.projector_hidden_dim or config.llm_dim,
+        )
+        embeddings = llm.get_input_embeddings().weight
+        self.projector.init_output_scale(float(embeddings.float().pow(2).mean().sqrt()))
+        if config.lora_rank > 0:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(config.lora_target_modules),
+                bias="none",
+                task_type="CAUSAL_LM",
+            )
+            llm = get_peft_model(llm, lora)
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.prompt = TranscriptionPrompt.from_tokenizer(
+            tokenizer, config.instruction, config.system_prompt, config.audio_token
+        )
+
+    # -- pieces shared by training, offline and streaming inference -------------------------
+
+    @property
+    def feature_mode(self) -> FeatureMode:
+        return FeatureMode(self.config.chunk_seconds, self.config.left_context_seconds)
+
+    def encode(self, audio: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Encoder features (frames, d) of 16 kHz mono float audio, in the model's feature mode."""
+        return encode_audio(self.encoder, audio, self.feature_mode)
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """LLM input embeddings; ``<audio>`` placeholders (outside the LLM vocab) map to row 0."""
+        table = self.llm.get_input_embeddings()
+        ids = torch.where(input_ids < table.num_embeddings, input_ids, torch.zeros_like(input_ids))
+        return table(ids.to(table.weight.device))
+
+    def max_tokens_for(self, audio_seconds: float) -> int:
+        return min(self.config.max_new_tokens, math.ceil(4 + audio_seconds * self.config.max_tokens_per_second))
+
+    # -- training ---------------------------------------------------------------------------
+
+    def prepare_batch(
+        self, features: list[torch.Tensor], transcripts: list[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded tensors for :meth:`forward` from per-utterance features (and targets)."""
+        k = self.config.stack_factor
+        rows, labels = [], []
+        for i, feats in enumerate(features):
+            n_audio = -(-feats.shape[0] // k)
+            if transcripts is None:
+                ids = self.prompt.input_ids(n_audio)
+                rows.append(ids)
+                labels.append([IGNORE_INDEX] * len(ids))
+            else:
+                text_ids = self.tokenizer(transcripts[i], add_special_tokens=False).input_ids
+                ids, lab = self.prompt.training_example(n_audio, text_ids)
+                rows.append(ids)
+                labels.append(lab)
+        length = max(map(len, rows))
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        max_frames = max(f.shape[0] for f in features)
+        audio = torch.zeros(len(features), max_frames, features[0].shape[-1])
+        for i, feats in enumerate(features):
+            audio[i, : feats.shape[0]] = feats
+        batch = {
+            "input_ids": torch.tensor([r + [pad_id] * (length - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows]),
+            "audio_features": audio,
+            "audio_lengths": torch.tensor([f.shape[0] for f in features]),
+        }
+        if transcripts is not None:
+            batch["labels"] = torch.tensor([r + [IGNORE_INDEX] * (length - len(r)) for r in labels])
+        return batch
+
+    def merge_audio(
+        self, input_ids: torch.Tensor, audio_features: torch.Tensor, audio_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Token embeddings with projected audio written over the ``<audio>`` placeholders."""
+        embeds = self.embed_tokens(input_ids)
+        audio = self.projector(audio_features.to(embeds.device))
+        n_tokens = -(-audio_lengths.to(embeds.device) // self.config.stack_factor)
+        valid = torch.arange(audio.shape[1], device=embeds.device)[None, :] < n_tokens[:, None]
+        mask = (input_ids == self.prompt.audio_token_id).to(embeds.device)
+        if int(mask.sum()) != int(n_tokens.sum()):
+            raise ValueError(f"{int(mask.sum())} <audio> placeholders for {int(n_tokens.sum())} audio tokens")
+        return embeds.masked_scatter(mask.unsqueeze(-1).expand_as(embeds), audio[valid].to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        audio_features: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> CausalLMOutputWithPast:
+        """LLM output (logits, and loss when ``labels`` are given) for a prepared batch."""
+        embeds = self.merge_audio(input_ids, audio_features, audio_lengths)
+        return self.llm(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask.to(embeds.device),
+            labels=None if labels is None else labels.to(embeds.device),
+        )
+
+    # -- inference --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def transcribe_features(self, features: torch.Tensor) -> str:
+        """Greedy transcript of encoder features (frames, d)."""
+        if features.shape[0] == 0:
+            return ""
+        batch = self.prepare_batch([features])
+        embeds = self.merge_audio(batch["input_ids"], batch["audio_features"], batch["audio_lengths"])
+        from transformers import DynamicCache
+
+        tokens = greedy_decode(
+            self.llm,
+            self.embed_tokens,
+            DynamicCache(),
+            embeds,
+            stop_id=self.prompt.end_of_turn_id,
+            max_new_tokens=self.max_tokens_for(features.shape[0] * 0.02),
+        )
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    @torch.no_grad()
+    def transcribe(
+        self, audio: bytes | np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE, num_channels: int | None = None
+    ) -> str:
+        """Transcript of one utterance. Empty or digitally silent audio gives ``""``.
+
+        Accepts int16 PCM bytes or int16/float arrays at any rate and channel count; NaN/Inf
+        samples raise :class:`~pipecat_tiny_audio.audio.AudioInputError`.
+        """
+        samples = to_model_audio(audio, sample_rate, num_channels)
+        if samples.size == 0 or float(np.abs(samples).max()) < SILENCE_PEAK:
+            return ""
+        return self.transcribe_features(self.encode(samples))
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Projector weights (prefixed ``projector.``) as written to ``model.safetensors``."""
+        return {f"projector.{k}": v.detach().cpu().contiguous() for k, v in self.projector.state_dict().items()}
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        if self.config.lora_rank <= 0:
+            return {}
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self.llm).items()}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **_: object) -> None:
+        """Write config, projector, LoRA adapter and tokenizer (not the base weights)."""
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.config.architectures = [type(self).__name__]
+        _atomic_write(out / "config.json", self.config.to_json_file)
+        _atomic_write(out / PROJECTOR_FILE, lambda p: save_file(self.trainable_state_dict(), p))
+        if self.config.lora_rank > 0:
+            _atomic_write(out / ADAPTER_FILE, lambda p: save_file(self.adapter_state_dict(), p))
+            adapter_config = self.llm.peft_config["default"].to_dict()
+            adapter_config["base_model_name_or_path"] = self.config.llm_source
+            adapter_config = {k: sorted(v) if isinstance(v, set) else v for k, v in adapter_config.items()}
+            _atomic_write(
+                out / ADAPTER_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(adapter_config, indent=2))
+            )
+        self.tokenizer.save_pretrained(out)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *_: object,
+        encoder=None,
+        llm=None,
+        device: str | torch.device | None = None,
+        **__: object,
+    ) -> TinyAudioModel:
+        """Load a checkpoint folder or hub repo (ours, or upstream Tiny Audio's ``asr_model``)."""
+        folder = _checkpoint_folder(str(pretrained_model_name_or_path))
+        config = _read_config(folder)
+        tokenizer = None
+        if llm is None:
+            llm, tokenizer = load_llm(config.llm_source)
+        if (folder / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = cls(config, encoder=encoder, llm=llm, tokenizer=tokenizer)
+        model._load_trainables(folder)
+        model.eval()
+        return model.to(device) if device is not None else model
+
+    def _load_trainables(self, folder: Path) -> None:
+        state = _load_safetensors(folder / PROJECTOR_FILE, required=True)
+        projector = {k.removeprefix("projector."): v for k, v in state.items() if k.startswith("projector.")}
+        missing, unexpected = self.projector.load_state_dict(projector, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{folder / PROJECTOR_FILE} does not match the {self.config.projector_type!r} projector: "
+                f"missing {missing}, unexpected {unexpected}"
+            )
+        if self.config.lora_rank <= 0:
+            return
+        adapter = _load_safetensors(folder / ADAPTER_FILE, required=False)
+        if adapter is None:
+            logger.warning(f"{folder} has no {ADAPTER_FILE}: running the LLM without LoRA weights")
+            return
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(self.llm, adapter)
+        if getattr(result, "unexpected_keys", None):
+            raise CheckpointError(f"{folder / ADAPTER_FILE} has unexpected keys {result.unexpected_keys[:5]}")
+
+
+def _checkpoint_folder(source: str) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if path.exists() or source.startswith((".", "/", "~")):
+        raise CheckpointError(f"{source} is not a checkpoint folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source))
+    except Exception as e:  # offline, unknown repo, auth: all mean "not available here"
+        raise CheckpointError(
+            f"{source!r} is not a local folder and could not be fetched from the Hugging Face Hub "
+            f"({type(e).__name__}: {e})"
+        ) from None
+
+
+def _read_config(folder: Path) -> TinyAudioConfig:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: not a Tiny Audio checkpoint folder")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    model_type = data.get("model_type")
+    if model_type == "asr_model":
+        return TinyAudioConfig.from_upstream(data)
+    if model_type != TinyAudioConfig.model_type:
+        raise CheckpointError(f"{path} describes a {model_type!r} model, not tiny_audio or asr_model")
+    return TinyAudioConfig.from_dict(data)
+
+
+def _load_safetensors(path: Path, required: bool) -> dict[str, torch.Tensor] | None:
+    if not path.is_file():
+        if required:
+            raise CheckpointError(f"{path} is missing: the checkpoint has no trained projector")
+        return None
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({e})") from None
+
+
+AutoConfig.register(TinyAudioConfig.model_type, TinyAudioConfig)
+AutoModel.register(TinyAudioConfig, TinyAudioModel)
