@@ -246,9 +246,7 @@ class TinyAudioModel(PreTrainedModel):
             adapter_config = self.llm.peft_config["default"].to_dict()
             adapter_config["base_model_name_or_path"] = self.config.llm_source
             adapter_config = {k: sorted(v) if isinstance(v, set) else v for k, v in adapter_config.items()}
-            _atomic_write(
-                out / ADAPTER_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(adapter_config, indent=2))
-            )
+            _atomic_write(out / ADAPTER_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(adapter_config, indent=2)))
         self.tokenizer.save_pretrained(out)
 
     @classmethod

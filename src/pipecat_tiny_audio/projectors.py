@@ -76,9 +76,7 @@ def register_projector(name: str) -> Callable[[type[AudioProjector]], type[Audio
     return register
 
 
-def build_projector(
-    name: str, encoder_dim: int, llm_dim: int, stack_factor: int, hidden_dim: int
-) -> AudioProjector:
+def build_projector(name: str, encoder_dim: int, llm_dim: int, stack_factor: int, hidden_dim: int) -> AudioProjector:
     if name not in PROJECTORS:
         raise ValueError(f"unknown projector_type {name!r}; registered: {sorted(PROJECTORS)}")
     return PROJECTORS[name](encoder_dim, llm_dim, stack_factor, hidden_dim)

