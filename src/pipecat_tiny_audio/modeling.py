@@ -277,12 +277,13 @@ class TinyAudioModel(PreTrainedModel):
     def _load_trainables(self, folder: Path) -> None:
         state = _load_safetensors(folder / PROJECTOR_FILE, required=True)
         projector = {k.removeprefix("projector."): v for k, v in state.items() if k.startswith("projector.")}
-        missing, unexpected = self.projector.load_state_dict(projector, strict=False)
+        mismatch = f"{folder / PROJECTOR_FILE} does not match the {self.config.projector_type!r} projector"
+        try:
+            missing, unexpected = self.projector.load_state_dict(projector, strict=False)
+        except RuntimeError as e:  # shape mismatch
+            raise CheckpointError(f"{mismatch}: {e}") from None
         if missing or unexpected:
-            raise CheckpointError(
-                f"{folder / PROJECTOR_FILE} does not match the {self.config.projector_type!r} projector: "
-                f"missing {missing}, unexpected {unexpected}"
-            )
+            raise CheckpointError(f"{mismatch}: missing {missing}, unexpected {unexpected}")
         if self.config.lora_rank <= 0:
             return
         adapter = _load_safetensors(folder / ADAPTER_FILE, required=False)

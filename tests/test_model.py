@@ -1,0 +1,234 @@
+"""TinyAudioModel: projector, prompt, checkpoints, upstream layout and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from pipecat_tiny_audio import (
+    AudioInputError,
+    AudioProjector,
+    CheckpointError,
+    TinyAudioConfig,
+    TinyAudioModel,
+    register_projector,
+)
+from pipecat_tiny_audio.projectors import PROJECTORS, build_projector, stack_frames
+from pipecat_tiny_audio.prompt import IGNORE_INDEX
+
+
+@pytest.mark.parametrize("name", ["mlp", "swiglu"])
+def test_projector_maps_stacked_frames_to_llm_width(name):
+    projector = build_projector(name, encoder_dim=16, llm_dim=24, stack_factor=4, hidden_dim=32)
+    out = projector(torch.randn(2, 10, 16))  # 10 frames → 3 tokens (last group zero-padded)
+    assert out.shape == (2, 3, 24)
+    assert projector.output_length(10) == 3
+
+
+def test_stack_frames_pads_the_last_group_so_streaming_can_project_early():
+    frames = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    stacked = stack_frames(frames, 2)
+    assert stacked.shape == (2, 3, 6)
+    assert torch.equal(stacked[:, 0], frames[:, :2].reshape(2, 6))
+    assert torch.equal(stacked[:, 2, 3:], torch.zeros(2, 3))
+
+
+def test_projector_output_starts_at_the_llm_embedding_scale(tiny_model):
+    embeddings = tiny_model.llm.get_input_embeddings().weight
+    audio = tiny_model.projector(torch.randn(1, 8, tiny_model.config.encoder_dim))
+    text_rms = embeddings.pow(2).mean().sqrt()
+    assert torch.allclose(audio.pow(2).mean().sqrt(), text_rms, rtol=0.05)
+
+
+def test_a_user_projector_plugs_in_by_name(tiny_config):
+    @register_projector("linear-test")
+    class LinearProjector(AudioProjector):
+        def __init__(self, encoder_dim, llm_dim, stack_factor, hidden_dim):
+            super().__init__(encoder_dim, llm_dim, stack_factor, hidden_dim)
+            self.linear = torch.nn.Linear(encoder_dim * stack_factor, llm_dim)
+
+        def project(self, stacked):
+            return self.linear(stacked)
+
+    try:
+        config = TinyAudioConfig.from_dict({**tiny_config.to_dict(), "projector_type": "linear-test"})
+        model = TinyAudioModel(config)
+        assert isinstance(model.projector, LinearProjector)
+    finally:
+        del PROJECTORS["linear-test"]
+    with pytest.raises(ValueError, match="unknown projector_type 'nope'"):
+        build_projector("nope", 4, 4, 4, 4)
+
+
+def test_prompt_has_one_placeholder_per_audio_token_and_masks_the_prompt(tiny_model):
+    prompt = tiny_model.prompt
+    tokenizer = tiny_model.tokenizer
+    ids, labels = prompt.training_example(5, tokenizer("Hello there", add_special_tokens=False).input_ids)
+    assert ids.count(prompt.audio_token_id) == 5
+    text = tokenizer.decode(ids)
+    assert "<|im_start|>user\n<audio><audio><audio><audio><audio> Transcribe the speech to text<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\nHello there<|im_end|>")
+    supervised = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == "Hello there<|im_end|>"
+
+
+def test_batch_places_projected_audio_at_the_placeholders(tiny_model):
+    features = [torch.randn(9, 64), torch.randn(4, 64)]
+    batch = tiny_model.prepare_batch(features, ["one two", "three"])
+    assert batch["attention_mask"][1].sum() < batch["attention_mask"][0].sum()  # right padding
+    embeds = tiny_model.merge_audio(batch["input_ids"], batch["audio_features"], batch["audio_lengths"])
+    audio_rows = embeds[0][batch["input_ids"][0] == tiny_model.prompt.audio_token_id]
+    expected = tiny_model.projector(features[0].unsqueeze(0))[0]
+    assert torch.allclose(audio_rows, expected, atol=1e-6)
+    loss = tiny_model(**batch).loss
+    assert torch.isfinite(loss) and loss.requires_grad
+
+
+def test_save_and_load_round_trip_is_bit_identical(tiny_model, tmp_path):
+    with torch.no_grad():  # make the adapter non-trivial, as after training
+        for name, param in tiny_model.llm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    features = torch.randn(20, 64)
+    batch = tiny_model.prepare_batch([features], ["a test"])
+    before = tiny_model(**batch).logits
+    tiny_model.save_pretrained(tmp_path / "ckpt")
+    saved = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"config.json", "model.safetensors", "adapter_model.safetensors", "tokenizer.json"} <= saved
+    assert sum(p.stat().st_size for p in (tmp_path / "ckpt").iterdir()) < 20e6  # base weights are referenced
+
+    loaded = TinyAudioModel.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(loaded(**batch).logits, before)
+    assert loaded.transcribe_features(features) == tiny_model.transcribe_features(features)
+
+
+def test_auto_classes_know_the_model(tiny_model, tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    tiny_model.save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), TinyAudioConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), TinyAudioModel)
+
+
+def test_loads_an_upstream_tiny_audio_checkpoint(tiny_source_dirs, tmp_path):
+    """Upstream writes config.json (asr_model), projector in model.safetensors, a PEFT adapter."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    encoder_dir, llm_dir = tiny_source_dirs
+    folder = tmp_path / "upstream"
+    folder.mkdir()
+    upstream_config = {
+        "model_type": "asr_model",
+        "architectures": ["ASRModel"],
+        "audio_model_id": encoder_dir,
+        "text_model_id": llm_dir,
+        "projector_type": "mlp",
+        "projector_pool_stride": 4,
+        "projector_hidden_dim": 48,
+        "use_lora": True,
+        "lora_rank": 4,
+        "lora_alpha": 16,
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "system_prompt": "",
+    }
+    (folder / "config.json").write_text(json.dumps(upstream_config))
+    torch.manual_seed(1)
+    projector = {
+        "projector.linear_1.weight": torch.randn(48, 64 * 4) * 0.05,
+        "projector.norm.weight": torch.ones(48),
+        "projector.linear_2.weight": torch.randn(64, 48) * 0.05,
+        "projector.norm_2.weight": torch.full((64,), 0.5),
+    }
+    save_file(projector, folder / "model.safetensors")
+    llm = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(llm_dir),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+    )
+    with torch.no_grad():
+        for name, param in llm.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.01)
+    llm.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json, PEFT naming
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<audio>"]})
+    tokenizer.save_pretrained(folder)
+
+    model = TinyAudioModel.from_pretrained(folder)
+    assert model.config.stack_factor == 4 and model.config.lora_rank == 4
+    assert torch.equal(model.projector.linear_1.weight, projector["projector.linear_1.weight"])
+    lora_b = [p for n, p in model.llm.named_parameters() if "lora_B" in n]
+    assert lora_b and all(torch.all(p == 0.01) for p in lora_b)
+    assert isinstance(model.transcribe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)), str)
+
+
+def test_missing_or_corrupt_checkpoint_files_are_named(tiny_model, tmp_path):
+    folder = tmp_path / "ckpt"
+    tiny_model.save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is corrupt or truncated"):
+        TinyAudioModel.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is missing"):
+        TinyAudioModel.from_pretrained(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
+        TinyAudioModel.from_pretrained(folder)
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        TinyAudioModel.from_pretrained(tmp_path / "nowhere")
+
+
+def test_projector_weights_of_another_shape_are_refused(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["projector_hidden_dim"] = 16
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match the 'mlp' projector"):
+        TinyAudioModel.from_pretrained(tmp_path)
+
+
+class TestAudioInput:
+    """Every way audio arrives is converted, or refused with a message."""
+
+    def test_int16_bytes_stereo_48k_is_resampled_and_downmixed(self, tiny_model):
+        tone = (np.sin(np.arange(48000) / 48000 * 2 * np.pi * 440) * 8000).astype(np.int16)
+        stereo = np.stack([tone, tone], axis=1).tobytes()
+        from pipecat_tiny_audio import to_model_audio
+
+        mono = to_model_audio(stereo, 48000, num_channels=2)
+        assert mono.dtype == np.float32 and mono.shape == (16000,)
+        assert abs(np.abs(mono).max() - 8000 / 32768) < 0.01
+        assert isinstance(tiny_model.transcribe(stereo, 48000, num_channels=2), str)
+
+    def test_empty_and_silent_audio_transcribe_to_nothing(self, tiny_model):
+        assert tiny_model.transcribe(np.zeros(0, dtype=np.float32)) == ""
+        assert tiny_model.transcribe(np.zeros(32000, dtype=np.float32)) == ""
+        assert tiny_model.transcribe(b"") == ""
+
+    @pytest.mark.parametrize(
+        ("audio", "kwargs", "message"),
+        [
+            (np.array([0.0, np.nan, 0.1], dtype=np.float32), {}, "NaN or Inf"),
+            (np.array([0.0, np.inf], dtype=np.float32), {}, "NaN or Inf"),
+            (b"\x00\x01\x02", {}, "not a whole number"),
+            (np.zeros((10, 2, 2), dtype=np.float32), {}, "1-D or"),
+            (np.zeros(10, dtype=np.int64), {}, "unsupported audio dtype"),
+            (np.zeros((10, 2), dtype=np.float32), {"num_channels": 1}, "expected 1 channel"),
+            (np.zeros(10, dtype=np.float32), {"sample_rate": 0}, "sample_rate"),
+        ],
+    )
+    def test_bad_audio_is_refused_clearly(self, tiny_model, audio, kwargs, message):
+        with pytest.raises(AudioInputError, match=message):
+            tiny_model.transcribe(audio, **kwargs)
+
+
+def test_greedy_decoding_stops_a_repetition_loop():
+    from pipecat_tiny_audio.decoding import repetition_cut
+
+    assert repetition_cut([5, 1, 2, 1, 2, 1, 2, 1, 2]) == 3
+    assert repetition_cut([7, 7, 7, 7]) == 1
+    assert repetition_cut([1, 2, 3, 4]) is None
