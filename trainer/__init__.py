@@ -1,0 +1,1 @@
+"""Fine-tune, evaluate, export and publish Tiny Audio models: ``python -m trainer``."""
