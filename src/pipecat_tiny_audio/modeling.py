@@ -43,6 +43,7 @@ def _atomic_write(path: Path, write) -> None:
     """Write ``path`` via a temporary file and a rename, so a crash never leaves half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make shipped/exported files private
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,183 @@
+"""Fine-tune, evaluate, export and publish Tiny Audio models.
+
+A typical run (each command has --help):
+
+  python -m trainer synth --out data/synth --n 30000       # offline TTS corpus
+  python -m trainer features --config base                 # encoder features, resumable
+  python -m trainer train --config base                    # Ctrl-C / SIGTERM save a checkpoint
+  python -m trainer train --config base --resume           # continue exactly where it stopped
+  python -m trainer eval --model runs/base --out runs/base/eval
+  python -m trainer export runs/base --out my-model --results runs/base/eval/results.json
+  python -m trainer push my-model --repo-id me/my-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from trainer.config import ConfigError, load_config, read_saved_config
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default="default",
+        help="experiment: a name in trainer/configs/ (default, smoke, base) or a YAML path",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. seed=1 stages.0.steps=500"
+    )
+
+
+def _resolve_config(args: argparse.Namespace):
+    """The experiment config with overrides; when resuming, the run's saved config with overrides."""
+    if isinstance(getattr(args, "resume", None), str) and "=" in args.resume:  # `--resume key=value ...`
+        args.overrides, args.resume = [args.resume, *args.overrides], True
+    config = load_config(args.config, args.overrides)
+    if getattr(args, "resume", None):
+        run_dir = Path(config.run_dir if args.resume is True else args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} not found")
+        config = read_saved_config(saved, [*args.overrides, f"run_dir={run_dir}"])
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from trainer.train import train
+
+    train(_resolve_config(args), resume=bool(args.resume))
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from trainer.train import feature_cache, prepare_data
+
+    config = _resolve_config(args)
+    prepare_data(config, feature_cache(config))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from trainer.checkpoint import load_model
+    from trainer.evaluate import evaluate
+
+    model, _ = load_model(args.model)
+    compare = load_model(args.compare)[0] if args.compare else None
+    evaluate(model, args.data, args.out, compare, args.max_utterances, args.max_seconds)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from trainer.export import export, read_results
+
+    results = read_results(args.results) if args.results else None
+    if args.eval_data:
+        from trainer.checkpoint import load_model
+        from trainer.evaluate import evaluate
+
+        results = evaluate(load_model(args.source)[0], args.eval_data, Path(args.out) / "eval")
+    export(args.source, args.out, results, args.name, args.tags, args.license)
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from trainer.export import push
+
+    push(args.folder, args.repo_id, args.organization, args.private, args.tags, args.model_card, args.commit_message)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from trainer.synth import run_synth
+
+    sys.exit(run_synth(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainer.evaluate import DEFAULT_EVAL_DATA
+
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="build a synthetic speech corpus (TTS + augmentation) offline")
+    from trainer.synth import add_synth_arguments
+
+    add_synth_arguments(synth)
+    synth.set_defaults(func=cmd_synth)
+
+    features = commands.add_parser(
+        "features",
+        help="compute missing encoder features for the configured data (train does this too)",
+        description="Encode every train/dev utterance not yet in the feature cache; resumable (Ctrl-C is safe).",
+    )
+    _config_arguments(features)
+    features.set_defaults(func=cmd_features)
+
+    train = commands.add_parser(
+        "train",
+        help="train the projector (CTC, then LM loss) and LoRA",
+        description="Train in the configured stages; checkpoints every checkpoint_every steps and on Ctrl-C/SIGTERM.",
+    )
+    _config_arguments(train)
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue from the newest checkpoint of RUN_DIR (default: the config's run_dir) with its saved config",
+    )
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="WER/CER per data source, per-utterance errors")
+    evaluate.add_argument("--model", required=True, help="model folder, run directory or checkpoint file")
+    evaluate.add_argument("--compare", help="a second model to score side by side")
+    evaluate.add_argument(
+        "--data",
+        nargs="+",
+        default=[f"dev={DEFAULT_EVAL_DATA}"],
+        help="manifests/folders/hf:ids, optionally NAME=PATH (default: %(default)s)",
+    )
+    evaluate.add_argument("--out", help="folder for results.json and errors.jsonl")
+    evaluate.add_argument("--max-utterances", type=int, default=0, help="per source; 0 = all")
+    evaluate.add_argument("--max-seconds", type=float, default=30.0)
+    evaluate.set_defaults(func=cmd_eval)
+
+    export = commands.add_parser("export", help="write a from_pretrained-loadable model folder with a model card")
+    export.add_argument("source", help="run directory (newest checkpoint), checkpoint file or model folder")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--results", help="results.json from `eval --out` for the card's model-index")
+    export.add_argument("--eval-data", nargs="+", help="evaluate on these sources now and put the WER in the card")
+    export.add_argument("--name", help="model name in the card (default: the output folder's name)")
+    export.add_argument("--tags", nargs="*", default=[], help="extra Hub tags")
+    export.add_argument("--license", default="mit")
+    export.set_defaults(func=cmd_export)
+
+    push = commands.add_parser("push", help="upload an exported folder to the Hugging Face Hub")
+    push.add_argument("folder", help="folder written by export")
+    push.add_argument("--repo-id", required=True, help="NAME or OWNER/NAME")
+    push.add_argument("--organization", help="owner when --repo-id has none")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--tags", nargs="*", default=[], help="tags added to the card's metadata")
+    push.add_argument("--model-card", help="a README.md to upload instead of the generated one")
+    push.add_argument("--commit-message", default="Upload Tiny Audio model")
+    push.set_defaults(func=cmd_push)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from pipecat_tiny_audio import CheckpointError
+    from trainer.train import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, CheckpointError, DataError, FileExistsError, FileNotFoundError) as e:
+        logger.error(str(e))
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""``python -m trainer eval``: WER/CER per data source through the model's own ``transcribe``.
+
+Evaluation decodes audio files exactly as a user would (``TinyAudioModel.transcribe``: audio →
+library features → greedy LLM decoding), not cached training features, so its numbers are the
+model's. Writes ``results.json`` (per source and overall) and ``errors.jsonl`` (one line per
+utterance with reference, hypothesis and WER, and the second model's when comparing).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from tqdm import tqdm
+
+from pipecat_tiny_audio import SAMPLE_RATE, TinyAudioModel
+from trainer.data import SkipCounter, iter_decoded, load_source
+from trainer.metrics import cer, normalize, wer
+from trainer.text_corpus import DEV_SENTENCES_PATH
+
+DEFAULT_EVAL_DATA = DEV_SENTENCES_PATH.parent / "dev" / "manifest.jsonl"
+
+
+def _scores(rows: list[dict[str, Any]], hyp_key: str) -> dict[str, float]:
+    refs, hyps = [r["ref"] for r in rows], [r[hyp_key] for r in rows]
+    return {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
+
+
+def _utterance_wer(ref: str, hyp: str) -> float:
+    """WER of one utterance; an empty reference scores 1.0 for any output and 0.0 for none."""
+    return wer([ref], [hyp]) if normalize(ref) else float(bool(normalize(hyp)))
+
+
+def evaluate(
+    model: TinyAudioModel,
+    data: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    compare: TinyAudioModel | None = None,
+    max_utterances: int = 0,
+    max_seconds: float = 30.0,
+) -> dict[str, Any]:
+    """WER/CER per source and ``"overall"`` (fractions, not %), plus the second model's.
+
+    ``data`` items are paths or ``name=path``. Each result is ``{"wer", "cer", "utterances",
+    "audio_seconds", "rtf"}``, with ``compare_wer``/``compare_cer`` when ``compare`` is given.
+    """
+    skips = SkipCounter()
+    rows: list[dict[str, Any]] = []
+    for item in data:
+        name, sep, location = str(item).partition("=")
+        if not sep or "/" in name:  # plain path, not name=path
+            name, location = None, str(item)
+        utterances = load_source(location, name=name, skips=skips)
+        if max_utterances > 0:
+            utterances = utterances[:max_utterances]
+        for utt, samples in tqdm(iter_decoded(utterances, max_seconds, skips), total=len(utterances), desc="eval"):
+            started = time.perf_counter()
+            row = {"source": utt.source, "utterance": utt.key, "ref": utt.text, "hyp": model.transcribe(samples)}
+            row["seconds"], row["compute_s"] = samples.size / SAMPLE_RATE, time.perf_counter() - started
+            if compare is not None:
+                row["compare_hyp"] = compare.transcribe(samples)
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"no usable utterances in {list(map(str, data))} ({skips.summary()})")
+    results: dict[str, Any] = {}
+    for source in [*dict.fromkeys(r["source"] for r in rows), "overall"]:
+        subset = [r for r in rows if source in ("overall", r["source"])]
+        seconds = sum(r["seconds"] for r in subset)
+        results[source] = {
+            **_scores(subset, "hyp"),
+            "utterances": len(subset),
+            "audio_seconds": seconds,
+            "rtf": sum(r["compute_s"] for r in subset) / seconds,
+        }
+        if compare is not None:
+            results[source].update({f"compare_{k}": v for k, v in _scores(subset, "compare_hyp").items()})
+    results["skipped"] = dict(skips.counts)
+    for source, r in results.items():
+        if source != "skipped":
+            versus = f"  (compare: WER {100 * r['compare_wer']:.2f}%)" if compare is not None else ""
+            logger.info(f"{source}: WER {100 * r['wer']:.2f}%  CER {100 * r['cer']:.2f}%  n={r['utterances']}{versus}")
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        with (out / "errors.jsonl").open("w") as f:
+            for r in rows:
+                r["wer"] = _utterance_wer(r["ref"], r["hyp"])
+                if compare is not None:
+                    r["compare_wer"] = _utterance_wer(r["ref"], r["compare_hyp"])
+                f.write(json.dumps(r) + "\n")
+        logger.info(f"wrote {out / 'results.json'} and {out / 'errors.jsonl'}")
+    return results

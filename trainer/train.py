@@ -1,0 +1,546 @@
+"""Training: cached encoder features → projector (CTC alignment, then LM loss) → LoRA.
+
+Read top to bottom: build the model, load and cache the data, then run the configured stages,
+each with its own AdamW + warmup/cosine schedule. A run directory holds the resolved config, a
+metrics JSONL and its loss-curve PNG, rotated checkpoints, and finally ``model/`` (the folder
+``TinyAudioModel.from_pretrained`` loads). ``--resume`` continues from the newest checkpoint
+exactly: same data order, optimizer state and RNG, so the loss curve matches an uninterrupted run.
+
+Stages (DESIGN.md, "Training on 2 CPU cores"):
+- ``ctc``: projector + CTC head against the LLM's token embeddings, no LLM forward (fast).
+- ``lm``: projector under the LM loss on transcript tokens, LLM frozen.
+- ``lora``: LoRA adapters (and, by default, the projector) under the LM loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from loguru import logger
+from tqdm import tqdm
+
+from pipecat_tiny_audio import TinyAudioModel
+from pipecat_tiny_audio.features import FeatureMode
+from pipecat_tiny_audio.sources import load_whisper_encoder
+from trainer.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_trainables,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from trainer.config import Config, ConfigError, StageConfig, save_config
+from trainer.ctc import CTCHead
+from trainer.data import SkipCounter, Utterance, load_source, mix_sources
+from trainer.feature_cache import Example, FeatureCache
+from trainer.metrics import cer, normalize, wer
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+
+
+class DataError(ValueError):
+    """The configured data cannot be trained on (none usable, or it contains dev sentences)."""
+
+
+# -----------------------------------------------------------------------------------------------
+# data
+
+
+def load_utterances(specs: Sequence[dict], skips: SkipCounter) -> list[tuple[Sequence[Utterance], float]]:
+    """(rows, weight) per configured source; a spec is ``{path, weight?, kind?, name?, ...}``."""
+    loaded = []
+    for spec in specs:
+        options = dict(spec)
+        if "path" not in options:
+            raise DataError(f"data source {spec} has no 'path'")
+        weight = float(options.pop("weight", 1.0))
+        loaded.append((load_source(options.pop("path"), options.pop("kind", None), skips=skips, **options), weight))
+    return loaded
+
+
+def forbidden_sentences(config: Config, dev: Sequence[tuple[Sequence[Utterance], float]]) -> set[str]:
+    """Normalized sentences training must never see: the dev sources' and the listed files'."""
+    sentences = {normalize(u.text) for rows, _ in dev for u in rows}
+    for name in config.data.forbidden_sentences:
+        path = Path(name)
+        if path.is_file():
+            sentences.update(normalize(line) for line in path.read_text().splitlines())
+        else:
+            logger.warning(f"forbidden-sentence file {path} not found: not checked against it")
+    sentences.discard("")
+    return sentences
+
+
+def check_no_dev_sentences(train: Sequence[tuple[Sequence[Utterance], float]], forbidden: set[str]) -> None:
+    """Refuse to train on evaluation text: a dev WER on memorised sentences measures nothing."""
+    leaks = [(u.source, u.text) for rows, _ in train for u in rows if normalize(u.text) in forbidden]
+    if leaks:
+        shown = "; ".join(f"{source}: {text!r}" for source, text in leaks[:5])
+        raise DataError(f"training data contains {len(leaks)} dev/held-out sentence(s), e.g. {shown}")
+
+
+def prepare_data(config: Config, cache: FeatureCache) -> tuple[list[tuple[list[Example], float]], list[Example]]:
+    """Load the sources, check them against the dev set, and cache every missing feature file."""
+    skips = SkipCounter()
+    train = load_utterances(config.data.train, skips)
+    dev = load_utterances(config.data.dev, skips)
+    if not train:
+        raise DataError("data.train is empty: configure at least one training source")
+    check_no_dev_sentences(train, forbidden_sentences(config, dev))
+    train_examples = [
+        (cache.prepare(rows, config.data.max_seconds, skips, desc=f"features {rows[0].source if rows else ''}"), w)
+        for rows, w in train
+    ]
+    dev_examples = [e for rows, _ in dev for e in cache.prepare(rows, config.data.max_seconds, skips, "features dev")]
+    logger.info(
+        f"train: {sum(len(e) for e, _ in train_examples)} utterances, "
+        f"{sum(x.seconds for e, _ in train_examples for x in e) / 3600:.2f} h; dev: {len(dev_examples)}; "
+        f"{skips.summary()}"
+    )
+    return train_examples, dev_examples
+
+
+class SampleStream:
+    """The training order: epoch ``e`` is a seeded weighted mix of the sources, endlessly repeated.
+
+    ``cursor`` (samples drawn so far) is the whole data position, so resuming needs only that.
+    """
+
+    def __init__(self, sources: list[tuple[list[Example], float]], seed: int, cursor: int = 0):
+        self.sources = [(rows, w) for rows, w in sources if rows and w > 0]
+        if not self.sources:
+            raise DataError("no usable training utterances (see the skipped-row counts above)")
+        self.seed, self.cursor = seed, cursor
+        self.epoch_length = sum(len(rows) for rows, _ in self.sources)
+        self._epoch, self._order = -1, None
+
+    def take(self, n: int) -> list[Example]:
+        batch = []
+        for _ in range(n):
+            epoch, index = divmod(self.cursor, self.epoch_length)
+            if epoch != self._epoch:
+                seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+                self._epoch, self._order = epoch, mix_sources(self.sources, seed=seed)
+            batch.append(self._order[index])
+            self.cursor += 1
+        return batch
+
+
+# -----------------------------------------------------------------------------------------------
+# model, losses and stages
+
+
+def build_model(config: Config, device: torch.device) -> TinyAudioModel:
+    torch.manual_seed(config.seed)
+    return TinyAudioModel(config.tiny_audio_config()).to(device)
+
+
+def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected audio (B, N, d_llm) and valid lengths of a list of (frames, d) features."""
+    device = next(model.projector.parameters()).device
+    padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True).to(device)
+    lengths = torch.tensor([model.projector.output_length(f.shape[0]) for f in features])
+    return model.projector(padded), lengths
+
+
+def ctc_loss(model: TinyAudioModel, head: CTCHead, features: list[torch.Tensor], texts: list[str]) -> torch.Tensor:
+    projected, lengths = project(model, features)
+    embeddings = model.llm.get_input_embeddings().weight
+    return head.loss(projected, lengths, head.targets(texts, model.tokenizer), embeddings)
+
+
+def lm_loss(model: TinyAudioModel, features: list[torch.Tensor], texts: list[str]) -> torch.Tensor:
+    """Next-token loss on the transcript (+ end of turn) only: prompt and audio positions are masked."""
+    batch = model.prepare_batch(features, texts)
+    return model(**batch).loss
+
+
+def stage_parameters(model: TinyAudioModel, head: CTCHead | None, stage: StageConfig) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze (and return, in a fixed order) what ``stage`` trains."""
+    model.requires_grad_(False)
+    if head is not None:
+        head.requires_grad_(False)
+    named = []
+    if stage.name in ("ctc", "lm") or stage.train_projector:
+        named += list(model.projector.named_parameters())
+    if stage.name == "ctc":
+        named += list(head.named_parameters())
+    if stage.name == "lora":
+        lora = [(n, p) for n, p in model.llm.named_parameters() if "lora_" in n]
+        if not lora:
+            raise ConfigError("a lora stage needs model.lora_rank > 0")
+        named += lora
+    for _, p in named:
+        p.requires_grad_(True)
+    return [p for _, p in named]
+
+
+def make_optimizer(params: list[torch.nn.Parameter], stage: StageConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on norms, the blank vector or the logit scale)."""
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": stage.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.98))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at the stage's last step."""
+
+    def factor(step: int) -> float:
+        if step < stage.warmup_steps:
+            return (step + 1) / stage.warmup_steps
+        progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
+        return stage.min_lr_ratio + (1 - stage.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def evaluate_dev(
+    model: TinyAudioModel,
+    head: CTCHead | None,
+    stage: StageConfig,
+    dev: list[Example],
+    cache: FeatureCache,
+    max_utterances: int,
+) -> dict[str, Any]:
+    """Dev WER/CER: greedy CTC decoding of the projector in the ctc stage, LLM decoding after it.
+
+    LLM decoding costs ~70 ms per token on a CPU, so it runs on a fixed, evenly spaced subset.
+    """
+    model.eval()
+    if stage.name == "ctc":
+        subset = dev
+        hyps = []
+        embeddings = model.llm.get_input_embeddings().weight
+        for start in range(0, len(dev), 16):
+            projected, lengths = project(model, [cache.load(e.key) for e in dev[start : start + 16]])
+            for ids in head.greedy_decode(projected, lengths, embeddings):
+                hyps.append(model.tokenizer.decode(ids, skip_special_tokens=True).strip())
+    else:
+        stride = max(1, len(dev) // max_utterances) if max_utterances > 0 else 1
+        subset = dev[::stride][:max_utterances] if max_utterances > 0 else dev
+        hyps = [model.transcribe_features(cache.load(e.key)) for e in subset]
+    refs = [e.text for e in subset]
+    result = {"dev_wer": wer(refs, hyps), "dev_cer": cer(refs, hyps), "dev_utterances": len(subset)}
+    for source in sorted({e.source for e in subset}):
+        pairs = [(r, h) for e, r, h in zip(subset, refs, hyps, strict=True) if e.source == source]
+        result[f"dev_wer/{source}"] = wer([r for r, _ in pairs], [h for _, h in pairs])
+    for ref, hyp in list(zip(refs, hyps, strict=True))[:3]:
+        logger.info(f"  ref: {ref}\n  hyp: {hyp}")
+    model.train()
+    model.encoder.eval()
+    return result
+
+
+# -----------------------------------------------------------------------------------------------
+# metrics log
+
+
+class MetricsLog:
+    """Append-only JSONL of training and eval records, plotted to a PNG loss curve."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / METRICS_FILE
+        self.plot_path = run_dir / PLOT_FILE
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records newer than a checkpoint we resume from: they will be logged again."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if not self.path.exists():
+            return
+        records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        for stage in dict.fromkeys(r["stage"] for r in records if "loss" in r):
+            points = [(r["step"], r["loss"]) for r in records if "loss" in r and r["stage"] == stage]
+            ax.plot(*zip(*points, strict=True), label=f"{stage} loss", linewidth=1)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        evals = [(r["step"], 100 * r["dev_wer"]) for r in records if "dev_wer" in r]
+        if evals:
+            wer_axis = ax.twinx()
+            wer_axis.plot(*zip(*evals, strict=True), "k.--", label="dev WER %")
+            wer_axis.set_ylabel("dev WER (%)")
+            wer_axis.legend(loc="upper center")
+        ax.legend(loc="upper right")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.plot_path, dpi=100)
+        plt.close(fig)
+
+
+# -----------------------------------------------------------------------------------------------
+# the loop
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM set a flag the loop checks after each step (checkpoint, then exit); a second one aborts."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, sig: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = sig
+        logger.warning(f"{signal.Signals(sig).name}: saving a checkpoint after this step (again to abort)")
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def log_file(path: Path) -> Iterator[None]:
+    """Copy the log into the run directory (removed again even when training fails)."""
+    sink = logger.add(path, level="INFO")
+    try:
+        yield
+    finally:
+        logger.remove(sink)
+
+
+def thread_count(requested: int) -> int:
+    """``requested``, or for 0 one thread per idle core: on a shared CPU, more threads than idle
+    cores make every OpenMP barrier wait for a descheduled thread (measured here: 2 threads on
+    2 busy cores ran the LM step 3-4x slower than 1 thread)."""
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - round(os.getloadavg()[0]))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def feature_cache(config: Config, model: TinyAudioModel | None = None) -> FeatureCache:
+    """The feature cache of this config's encoder and feature mode (loads the encoder if no model)."""
+    if model is not None:
+        return FeatureCache.for_model(model, config.feature_cache)
+    source = config.model["encoder_source"]
+    mode = FeatureMode(config.model["chunk_seconds"], config.model["left_context_seconds"])
+    return FeatureCache(load_whisper_encoder(source), source, mode, config.feature_cache)
+
+
+def train_step(
+    model: TinyAudioModel,
+    head: CTCHead | None,
+    stage: StageConfig,
+    batches: list[list[Example]],
+    cache: FeatureCache,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> tuple[float, float]:
+    """One optimizer step over ``batches`` (gradient accumulation); returns (mean loss, grad norm)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    total = 0.0
+    for batch in batches:
+        features = [cache.load(e.key) for e in batch]
+        texts = [e.text for e in batch]
+        with autocast():
+            loss = ctc_loss(model, head, features, texts) if stage.name == "ctc" else lm_loss(model, features, texts)
+        scaler.scale(loss / len(batches)).backward()
+        total += loss.item() / len(batches)
+    scaler.unscale_(optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return total, grad_norm
+
+
+def train(config: Config, resume: bool = False) -> Path:
+    """Run (or resume) the configured stages; returns the run directory."""
+    run_dir = Path(config.run_dir)
+    if not resume and list_checkpoints(run_dir):
+        raise FileExistsError(f"{run_dir} already has checkpoints: pass --resume, or choose another run_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    with log_file(run_dir / "train.log"):
+        _train(config, run_dir, resume)
+    return run_dir
+
+
+def _train(config: Config, run_dir: Path, resume: bool) -> None:
+    torch.set_num_threads(thread_count(config.num_threads))
+    logger.info(f"{torch.get_num_threads()} torch threads (load average {os.getloadavg()[0]:.1f})")
+    device = pick_device(config.device)
+    amp_dtype = None  # fp32 on CPU; bf16 (or fp16 with loss scaling) autocast on a GPU
+    if device.type == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+
+    # -- model and data (encoding whatever is not in the feature cache yet)
+    model = build_model(config, device)
+    cache = feature_cache(config, model)
+    train_sources, dev = prepare_data(config, cache)
+    embeddings = model.llm.get_input_embeddings().weight.detach().cpu()
+    head = None
+    if any(stage.name == "ctc" for stage in config.stages):
+        texts = [e.text for rows, _ in train_sources for e in rows]
+        head = CTCHead.for_texts(texts, model.tokenizer, embeddings).to(device)
+
+    # -- where we are: fresh, or restored from the newest checkpoint
+    progress = {"global_step": 0, "stage_index": 0, "stage_step": 0, "cursor": 0, "window": [0.0, 0, 0, 0.0]}
+    state = None
+    metrics = MetricsLog(run_dir)
+    if resume:
+        path = latest_checkpoint(run_dir)
+        if path is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
+        state = load_checkpoint(path)
+        restore_trainables(model, state)
+        if head is not None and state["ctc_head"]:
+            head = CTCHead(state["ctc_head"]["token_ids"].tolist(), embeddings).to(device)
+            head.load_state_dict(state["ctc_head"])
+        progress = state["progress"]
+        set_rng_state(state["rng"])
+        metrics.truncate_after(progress["global_step"])
+        logger.info(f"resuming from {path}: stage {progress['stage_index'] + 1}, step {progress['global_step']}")
+    elif metrics.path.exists():
+        metrics.path.unlink()
+    stream = SampleStream(train_sources, config.seed, progress["cursor"])
+    model.train()
+    model.encoder.eval()
+    last_plot = time.time()
+
+    def save() -> None:
+        progress["cursor"] = stream.cursor
+        trainables = {"projector": model.trainable_state_dict(), "lora": model.adapter_state_dict()}
+        save_checkpoint(
+            {
+                "config": config.to_dict(),
+                "progress": progress,
+                **trainables,
+                "ctc_head": head.state_dict() if head is not None else {},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(),
+            },
+            run_dir,
+            progress["global_step"],
+            config.keep_checkpoints,
+        )
+
+    # -- the stages
+    stop = StopOnSignal()
+    with stop:
+        for stage_index in range(progress["stage_index"], len(config.stages)):
+            stage = config.stages[stage_index]
+            if progress["stage_index"] != stage_index:
+                progress.update(stage_index=stage_index, stage_step=0)
+            params = stage_parameters(model, head, stage)
+            optimizer = make_optimizer(params, stage)
+            scheduler = make_scheduler(optimizer, stage)
+            if state is not None and progress["stage_step"] > 0:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                scaler.load_state_dict(state["scaler"])
+            state = None
+            logger.info(
+                f"stage {stage_index + 1}/{len(config.stages)} {stage.name}: {stage.steps} steps × "
+                f"{stage.batch_size * stage.grad_accum} samples, lr {stage.lr:g}, "
+                f"{sum(p.numel() for p in params) / 1e6:.2f}M trainable parameters"
+            )
+            name = f"{stage_index + 1}/{len(config.stages)} {stage.name}"
+            bar = tqdm(total=stage.steps, initial=progress["stage_step"], desc=name, dynamic_ncols=True)
+            window_start = time.perf_counter()
+            while progress["stage_step"] < stage.steps and not stop.received:
+                batches = [stream.take(stage.batch_size) for _ in range(stage.grad_accum)]
+                lr = scheduler.get_last_lr()[0]
+                loss, grad_norm = train_step(
+                    model, head, stage, batches, cache, optimizer, scaler, config.grad_clip, autocast
+                )
+                scheduler.step()
+                progress["global_step"] += 1
+                progress["stage_step"] += 1
+                step, stage_done = progress["global_step"], progress["stage_step"] == stage.steps
+                window = progress["window"]  # loss sum, steps, samples, audio seconds since the last log line
+                window[0] += loss
+                window[1] += 1
+                window[2] += sum(len(b) for b in batches)
+                window[3] += sum(e.seconds for b in batches for e in b)
+                bar.update(1)
+
+                if step % config.log_every == 0 or stage_done:
+                    loss_sum, steps, samples, seconds = window
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "step": step,
+                        "stage": stage.name,
+                        "loss": loss_sum / steps,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "samples_per_s": samples / elapsed,
+                        "audio_s_per_s": seconds / elapsed,
+                        "time": time.time(),
+                    }
+                    metrics.write(record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.1e}", sps=f"{samples / elapsed:.1f}")
+                    progress["window"] = [0.0, 0, 0, 0.0]
+                    window_start = time.perf_counter()
+                if dev and ((config.eval_every and step % config.eval_every == 0) or stage_done):
+                    result = evaluate_dev(model, head, stage, dev, cache, config.eval_max_utterances)
+                    metrics.write({"step": step, "stage": stage.name, **result, "time": time.time()})
+                    bar.write(f"step {step} {stage.name}: dev WER {100 * result['dev_wer']:.1f}%")
+                if step % config.checkpoint_every == 0 or stage_done or stop.received:
+                    save()
+                if stage_done or stop.received or time.time() - last_plot > 60:
+                    metrics.plot()
+                    last_plot = time.time()
+            bar.close()
+            if stop.received:
+                logger.warning(
+                    f"stopped at step {progress['global_step']}; resume: python -m trainer train --resume {run_dir}"
+                )
+                return
+
+    model.save_pretrained(run_dir / "model")
+    logger.info(f"done: {run_dir / 'model'}; export with: python -m trainer export {run_dir} --out FOLDER")
