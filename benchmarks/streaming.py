@@ -1,0 +1,333 @@
+"""Streaming benchmark: TinyAudioSTT vs Pipecat's WhisperSTTService, on audio streamed in real time.
+
+Each system runs in its own subprocess (clean memory figures, no shared CPU), one after the
+other in the same invocation. Clips from ``shared/eval/dev`` are streamed as 20 ms frames paced
+by the clock through ``Pipeline([VADProcessor(Silero, stop_secs=0.2), stt])``, with silence
+between clips, and every frame the STT emits is timestamped.
+
+Figures: final latency (VAD stop → finalized transcript) p50/p90, first interim after speech
+start, interims per utterance, WER (Whisper English normalizer + jiwer), real-time factor (CPU
+seconds per streamed second), peak RSS, model load time.
+
+    python benchmarks/streaming.py --limit 10
+    python benchmarks/streaming.py --model path/to/checkpoint --no-peer
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
+FRAME = 0.02
+LEAD_SILENCE = 0.5
+MIN_GAP, MAX_WAIT = 1.0, 6.0  # silence after a clip: at least this, and until its final arrives
+
+
+def load_clips(limit: int | None) -> list[dict]:
+    import soundfile as sf
+
+    from pipecat_tiny_audio.audio import to_model_audio
+
+    rows = [json.loads(line) for line in (DEV_SET / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    clips = []
+    for row in rows[:limit]:
+        audio, rate = sf.read(DEV_SET / row["audio"], dtype="float32")
+        pcm = (to_model_audio(audio, rate) * 32767).astype("<i2").tobytes()
+        clips.append({"text": row["text"], "pcm": pcm})
+    return clips
+
+
+def build_stt(system: str, args):
+    if system == "ours":
+        from pipecat_tiny_audio import TinyAudioSTT
+
+        threads = {} if args.threads is None else {"num_threads": args.threads}  # else the service default
+        return TinyAudioSTT(model=args.model, partial_interval=args.partial_interval, **threads)
+    from pipecat.services.whisper.stt import WhisperSTTService
+    from pipecat.transcriptions.language import Language
+
+    from pipecat_tiny_audio.sources import WHISPER_BASE, ct2_whisper_folder
+
+    return WhisperSTTService(
+        device="cpu",
+        compute_type="int8",
+        settings=WhisperSTTService.Settings(model=str(ct2_whisper_folder(WHISPER_BASE)), language=Language.EN),
+    )
+
+
+async def stream(system: str, args) -> dict:
+    """Stream every clip through VAD → STT in real time and return the raw figures."""
+    import psutil
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.audio.vad.vad_analyzer import VADParams
+    from pipecat.frames.frames import (
+        EndFrame,
+        InputAudioRawFrame,
+        InterimTranscriptionFrame,
+        TranscriptionFrame,
+        VADUserStartedSpeakingFrame,
+        VADUserStoppedSpeakingFrame,
+    )
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.processors.audio.vad_processor import VADProcessor
+    from pipecat.processors.frame_processor import FrameProcessor
+    from pipecat.workers.runner import WorkerRunner
+
+    clips = load_clips(args.limit)
+    started = time.perf_counter()
+    stt = build_stt(system, args)
+    load_seconds = time.perf_counter() - started
+    events: list[tuple[float, str, object]] = []  # (time, kind, payload)
+
+    class Recorder(FrameProcessor):
+        async def process_frame(self, frame, direction):
+            await super().process_frame(frame, direction)
+            now = time.time()
+            if isinstance(frame, VADUserStartedSpeakingFrame):
+                events.append((frame.timestamp - frame.start_secs, "start", None))
+            elif isinstance(frame, VADUserStoppedSpeakingFrame):
+                events.append((frame.timestamp, "stop", None))
+            elif isinstance(frame, InterimTranscriptionFrame):
+                events.append((now, "interim", frame.text))
+            elif isinstance(frame, TranscriptionFrame):
+                events.append((now, "final", frame.text))
+            await self.push_frame(frame, direction)
+
+    vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.2)))
+    worker = PipelineWorker(Pipeline([vad, stt, Recorder()]), cancel_on_idle_timeout=False)
+    peak_rss = 0
+    process = psutil.Process()
+
+    async def sample_rss():
+        nonlocal peak_rss
+        while True:
+            peak_rss = max(peak_rss, process.memory_info().rss)
+            await asyncio.sleep(0.1)
+
+    windows: list[tuple[float, float]] = []
+
+    async def feed():
+        await asyncio.sleep(1.0)  # let StartFrame reach every processor
+        silence = bytes(int(FRAME * 16000) * 2)
+        step = len(silence)
+        clock = time.time()
+
+        async def send(pcm: bytes):
+            nonlocal clock
+            clock += FRAME
+            await worker.queue_frame(InputAudioRawFrame(audio=pcm, sample_rate=16000, num_channels=1))
+            await asyncio.sleep(max(0.0, clock - time.time()))
+
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.time()
+        for clip in clips:
+            begin = time.time()
+            for _ in range(round(LEAD_SILENCE / FRAME)):
+                await send(silence)
+            pcm = clip["pcm"]
+            for i in range(0, len(pcm), step):
+                await send(pcm[i : i + step].ljust(step, b"\0"))
+            end = time.time()
+            while time.time() - end < MAX_WAIT:
+                await send(silence)
+                stops = [t for t, kind, _ in events if kind == "stop" and t >= begin]
+                finals = [t for t, kind, _ in events if kind == "final" and stops and t >= stops[-1]]
+                if time.time() - end >= MIN_GAP and stops and finals:
+                    break
+            windows.append((begin, time.time()))
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        nonlocal streamed, cpu
+        streamed = time.time() - t0
+        cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        await worker.queue_frame(EndFrame())
+
+    streamed = cpu = 0.0
+    sampler = asyncio.create_task(sample_rss())
+    runner = WorkerRunner()
+    await runner.add_workers(worker)
+    await asyncio.gather(runner.run(), feed())
+    sampler.cancel()
+    return {
+        "system": system,
+        "clips": [c["text"] for c in clips],
+        "windows": windows,
+        "events": events,
+        "streamed": streamed,
+        "cpu": cpu,
+        "peak_rss": peak_rss,
+        "load_seconds": load_seconds,
+    }
+
+
+def summarize(raw: dict) -> dict:
+    """Per-clip figures from the event log: a clip is one user turn, however the VAD splits it.
+
+    Final latency is measured from the clip's last VAD stop to the last transcript after it, the
+    moment a voice agent could answer (earlier segments of a clip may legitimately be dropped as
+    non-speech by a segmented STT, so stops and transcripts are not paired one to one).
+    """
+    from jiwer import wer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    events = sorted(raw["events"], key=lambda e: e[0])
+    final_latency, first_interim, interims, segments = [], [], [], 0
+    normalize = EnglishTextNormalizer()
+    refs, hyps = [], []
+    for text, (begin, end) in zip(raw["clips"], raw["windows"], strict=True):
+        window = [(t, kind, p) for t, kind, p in events if begin <= t < end]
+        starts = [t for t, kind, _ in window if kind == "start"]
+        stops = [t for t, kind, _ in window if kind == "stop"]
+        finals = [(t, p) for t, kind, p in window if kind == "final"]
+        said = [t for t, kind, _ in window if kind == "interim"]
+        segments += len(stops)
+        interims.append(len(said))
+        if starts and said:
+            first_interim.append(said[0] - starts[0])
+        if stops and finals and finals[-1][0] >= stops[-1]:
+            final_latency.append(finals[-1][0] - stops[-1])
+        refs.append(normalize(text))
+        hyps.append(normalize(" ".join(str(p) for _, p in finals)))
+    ms = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")  # noqa: E731
+    return {
+        "clips": len(refs),
+        "segments": segments,
+        "finals_measured": len(final_latency),
+        "final_p50_ms": ms(final_latency, 50),
+        "final_p90_ms": ms(final_latency, 90),
+        "final_max_ms": ms(final_latency, 100),
+        "first_interim_p50_ms": ms(first_interim, 50),
+        "first_interim_p90_ms": ms(first_interim, 90),
+        "interims_per_utterance": float(np.mean(interims)) if interims else 0.0,
+        "wer": wer([r or "<empty>" for r in refs], hyps),
+        "rtf": raw["cpu"] / raw["streamed"],
+        "peak_rss_mb": raw["peak_rss"] / 2**20,
+        "load_seconds": raw["load_seconds"],
+    }
+
+
+def breakdown(args) -> None:
+    """Where decoding time goes, per component, on the same clips (no pipeline, no pacing)."""
+    import functools
+
+    import torch
+
+    import pipecat_tiny_audio.streaming as streaming
+    from pipecat_tiny_audio.stt import load_model
+
+    torch.set_num_threads(args.threads or 1)  # TinyAudioSTT's default
+    model = load_model(args.model or "default", "cpu")
+    times: dict[str, list[float]] = {}
+
+    def timed(name, fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            started = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                times.setdefault(name, []).append(time.perf_counter() - started)
+
+        return wrapper
+
+    streaming.encode_chunk = timed("encoder per chunk", streaming.encode_chunk)
+    streaming.encode_audio = timed("encoder, whole utterance", streaming.encode_audio)
+    model.projector.forward = timed("projector", model.projector.forward)
+    llm_forward = model.llm.forward
+
+    def llm(*a, **kw):
+        positions = kw["inputs_embeds"].shape[1]
+        name = "LLM single-token step" if positions == 1 else "LLM audio+suffix+draft pass"
+        return timed(name, llm_forward)(*a, **kw)
+
+    model.llm.forward = llm
+    finals, converged = [], []
+    step = round(args.partial_interval * 16000)
+    for clip in load_clips(args.limit):
+        audio = np.frombuffer(clip["pcm"], "<i2").astype(np.float32) / 32768
+        decoder = streaming.StreamingDecoder(model)
+        for start in range(0, audio.size, 320):
+            decoder.feed(audio[start : start + 320])
+            if (start + 320) % step < 320:
+                decoder.partial()
+        started = time.perf_counter()
+        decoder.finalize()
+        finals.append(time.perf_counter() - started)
+        decoder._decoded = None  # decode the same audio again: the draft is now the final itself
+        started = time.perf_counter()
+        decoder.finalize()
+        converged.append(time.perf_counter() - started)
+    print(f"feature mode {model.feature_mode}, k={model.config.stack_factor}, threads {torch.get_num_threads()}")
+    for name, values in times.items():
+        print(f"{name:36} {np.mean(values) * 1000:8.1f} ms mean  x{len(values)}")
+    print(f"{'final after the last partial':36} {np.percentile(finals, 50) * 1000:8.1f} ms p50")
+    print(f"{'final, draft already right':36} {np.percentile(converged, 50) * 1000:8.1f} ms p50")
+
+
+def run_in_subprocess(system: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--run", system, "--limit", str(args.limit)]
+    cmd += ["--partial-interval", str(args.partial_interval)]
+    if args.model:
+        cmd += ["--model", args.model]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env={**os.environ, "LOGURU_LEVEL": "WARNING"})
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=10, help="number of dev clips (default 10)")
+    parser.add_argument("--model", default=None, help="TinyAudioSTT model (checkpoint folder); default: shipped")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run Whisper")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
+    parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
+    parser.add_argument("--breakdown", action="store_true", help="time each decoding component instead")
+    parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.breakdown:
+        breakdown(args)
+        return
+    if args.run:
+        print(json.dumps(summarize(asyncio.run(stream(args.run, args)))))
+        return
+    results = {"TinyAudioSTT": run_in_subprocess("ours", args)}
+    if args.peer:
+        results["WhisperSTTService"] = run_in_subprocess("peer", args)
+    rows = [
+        ("clips (user turns)", "clips", "{:.0f}"),
+        ("VAD segments", "segments", "{:.0f}"),
+        ("turns with a final after the stop", "finals_measured", "{:.0f}"),
+        ("final latency p50 (ms)", "final_p50_ms", "{:.0f}"),
+        ("final latency p90 (ms)", "final_p90_ms", "{:.0f}"),
+        ("final latency max (ms)", "final_max_ms", "{:.0f}"),
+        ("first interim p50 (ms after speech start)", "first_interim_p50_ms", "{:.0f}"),
+        ("first interim p90 (ms after speech start)", "first_interim_p90_ms", "{:.0f}"),
+        ("interims / turn", "interims_per_utterance", "{:.1f}"),
+        ("WER", "wer", "{:.1%}"),
+        ("real-time factor (CPU s / s)", "rtf", "{:.2f}"),
+        ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+        ("model load (s)", "load_seconds", "{:.1f}"),
+    ]
+    names = list(results)
+    print(f"{'':42}" + "".join(f"{n:>20}" for n in names))
+    for label, key, fmt in rows:
+        print(f"{label:42}" + "".join(f"{fmt.format(results[n][key]):>20}" for n in names))
+    if args.peer:
+        ratio = results["WhisperSTTService"]["final_p50_ms"] / results["TinyAudioSTT"]["final_p50_ms"]
+        print(f"final latency p50 ratio, WhisperSTTService / TinyAudioSTT: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""StreamingDecoder: transcribe speech while it is still arriving.
+
+Work is done as audio arrives, so little is left when the speaker stops. Each chunk of audio
+(the model's :class:`~pipecat_tiny_audio.features.FeatureMode`) is encoded once, with its left
+context, as soon as it is complete. Its projected frames go into the LLM's KV cache behind the
+prompt prefix and stay there: a partial hypothesis appends the prompt suffix plus the previous
+hypothesis as a draft, verifies the draft in one forward pass (:func:`greedy_decode`), then
+crops the cache back to the audio. The final is the same computation over all the audio, so it
+equals :meth:`TinyAudioModel.transcribe` of the same samples.
+
+In whole-utterance mode (``chunk_seconds=None``) encoder features depend on the whole
+utterance, so every hypothesis re-encodes it and only the prompt prefix is reused.
+
+Speech longer than ``max_segment_seconds`` is cut at its quietest point near the limit: the
+part before the cut is finalized into the transcript and decoding continues on a fresh cache
+with the rest, so memory stays bounded and no audio is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
+from pipecat_tiny_audio.decoding import greedy_decode, truncate_cache
+from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk
+from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
+
+FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
+CUT_SEARCH_FRACTION = 0.2  # look for the quietest point in the last 20 % of a too-long segment
+CUT_SMOOTHING_FRAMES = 5  # energy averaged over 100 ms, so a cut lands in a pause, not a stop consonant
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A partial transcript split into words that have settled and words that may still change.
+
+    ``stable`` is the agreement (longest common word prefix) of this and the previous
+    hypothesis, plus everything finalized at earlier segment cuts; ``unstable`` is the rest.
+    """
+
+    text: str
+    stable: str
+    unstable: str
+
+
+class _Interrupted(Exception):
+    """Raised inside a decode when the caller no longer wants the partial."""
+
+
+class _AudioBuffer:
+    """Growable float32 buffer: appending 20 ms frames to a 25 s segment must not copy it every time."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        self.size = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        if self.size + samples.size > self._data.size:
+            grown = np.zeros(max(2 * self._data.size, self.size + samples.size), dtype=np.float32)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : self.size + samples.size] = samples
+        self.size += samples.size
+
+    def view(self) -> np.ndarray:
+        return self._data[: self.size]
+
+    def truncate(self, size: int) -> None:
+        self.size = min(self.size, size)
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _quietest_point(audio: np.ndarray, start: int) -> int:
+    """Sample index at or after ``start`` where the smoothed 20 ms energy of ``audio`` is lowest."""
+    start -= start % SAMPLES_PER_FRAME
+    frames = audio[start : start + (audio.size - start) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME]
+    energy = (frames.reshape(-1, SAMPLES_PER_FRAME).astype(np.float64) ** 2).mean(axis=1)
+    smoothed = np.convolve(energy, np.ones(CUT_SMOOTHING_FRAMES) / CUT_SMOOTHING_FRAMES, mode="same")
+    return max(SAMPLES_PER_FRAME, start + int(np.argmin(smoothed)) * SAMPLES_PER_FRAME)
+
+
+class StreamingDecoder:
+    """Incremental transcription of one speaker's audio with a :class:`TinyAudioModel`.
+
+    Feed 16 kHz mono float32 audio as it arrives, ask for a :meth:`partial` whenever you want an
+    update, and call :meth:`finalize` when the speaker stops; :meth:`reset` starts the next
+    utterance. :meth:`finalize` does not discard anything: feeding more audio afterwards
+    continues the same utterance, and calling it again without new audio is free. One decoder
+    holds one utterance's state; it is not thread-safe, and several decoders may share a model
+    as long as calls into the model are serialized.
+
+    Example (a file, streamed in 20 ms frames)::
+
+        import soundfile as sf
+        from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, to_model_audio
+
+        model = TinyAudioModel.from_pretrained("path/to/checkpoint")
+        decoder = StreamingDecoder(model)
+        audio, rate = sf.read("speech.wav", dtype="float32")
+        audio = to_model_audio(audio, rate)  # 16 kHz mono float32
+        for start in range(0, len(audio), 320):
+            decoder.feed(audio[start : start + 320])
+            if start % 8000 == 0:  # a partial every 0.5 s
+                print("partial:", decoder.partial().text)
+        print("final:", decoder.finalize())
+        decoder.reset()
+
+    A socket works the same way: convert each received int16 PCM block with
+    ``to_model_audio(block, sample_rate)`` and ``feed`` it.
+
+    Args:
+        model: the model; its ``feature_mode`` decides chunked or whole-utterance encoding.
+        max_segment_seconds: longest stretch decoded on one KV cache before a cut (at most 30 s,
+            Whisper's window).
+    """
+
+    def __init__(self, model: TinyAudioModel, *, max_segment_seconds: float = 25.0):
+        if not 1.0 <= max_segment_seconds <= 30.0:
+            raise ValueError(f"max_segment_seconds must be between 1 and 30 s, got {max_segment_seconds}")
+        self.model = model
+        self._mode = model.feature_mode
+        self._k = model.config.stack_factor
+        self._device = next(model.encoder.parameters()).device
+        self._max_samples = round(max_segment_seconds * SAMPLE_RATE)
+        prompt = model.prompt
+        self._suffix_ids = torch.tensor([prompt.suffix_ids])
+        self._cache = DynamicCache()
+        with torch.no_grad():
+            model.llm(
+                inputs_embeds=model.embed_tokens(torch.tensor([prompt.prefix_ids])),
+                past_key_values=self._cache,
+                use_cache=True,
+            )
+        self._prefix_len = self._cache.get_seq_length()
+        self._audio = _AudioBuffer()
+        self.reset()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the utterance: the next :meth:`feed` starts a new one (the prompt prefix is kept)."""
+        self._texts: list[str] = []  # finalized text of earlier segments
+        self._cuts: list[int] = []
+        self._offset = 0  # utterance samples before the current segment
+        self._new_segment()
+
+    def feed(self, audio: np.ndarray) -> None:
+        """Append 16 kHz mono float32 samples, encoding every chunk they complete.
+
+        Raises :class:`~pipecat_tiny_audio.audio.AudioInputError` for NaN/Inf or non-1-D input.
+        """
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise AudioInputError("audio contains NaN or Inf samples")
+        while audio.size:
+            room = self._max_samples - self._audio.size
+            self._append(audio[:room])
+            audio = audio[room:]
+            if self._audio.size >= self._max_samples:
+                audio = np.concatenate([self._cut(), audio])
+
+    def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
+        """Hypothesis for the audio encoded so far (in chunked mode, the unfinished chunk waits).
+
+        Setting ``interrupt`` (from another thread) abandons the decode before its next forward
+        pass and returns ``None``, so a partial never delays a final the caller needs now.
+        """
+        try:
+            tokens = self._decode(final=False, interrupt=interrupt)
+        except _Interrupted:
+            return None
+        text = self._text(tokens)
+        words = text.split()
+        stable = _common_prefix(self._words, words)
+        self._words = words
+        return Hypothesis(
+            text=self._join(text),
+            stable=self._join(" ".join(words[:stable])),
+            unstable=" ".join(words[stable:]),
+        )
+
+    def finalize(self, interrupt: threading.Event | None = None) -> str | None:
+        """Transcript of everything fed since :meth:`reset`, equal to the offline transcription.
+
+        With no segment cut, this is ``model.transcribe(audio)`` of the same samples. Returns
+        ``None`` only when ``interrupt`` was set (a speculative final the caller gave up on).
+        """
+        try:
+            tokens = self._decode(final=True, interrupt=interrupt)
+        except _Interrupted:
+            return None
+        text = self._text(tokens)
+        self._words = text.split()
+        return self._join(text)
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of audio fed since :meth:`reset`."""
+        return (self._offset + self._audio.size) / SAMPLE_RATE
+
+    @property
+    def cuts(self) -> list[int]:
+        """Sample offsets (from the start of the utterance) where long speech was cut."""
+        return list(self._cuts)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _new_segment(self) -> None:
+        truncate_cache(self._cache, self._prefix_len)
+        self._audio.truncate(0)
+        self._peak = 0.0
+        self._encoded = 0  # samples of the segment already encoded as whole chunks
+        self._frames = torch.zeros(0, self.model.config.encoder_dim, device=self._device)
+        self._cached_groups = 0  # audio tokens in the KV cache after the prefix
+        self._tokens: list[int] = []  # last hypothesis: the next decode's draft
+        self._words: list[str] = []
+        self._decoded: int | None = None  # samples covered by the last decode
+
+    def _append(self, samples: np.ndarray) -> None:
+        if samples.size == 0:
+            return
+        self._audio.append(samples)
+        self._peak = max(self._peak, float(np.abs(samples).max()))
+        step = self._mode.chunk_samples
+        if step is None:
+            return
+        audio = self._audio.view()
+        while self._encoded + step <= audio.size:
+            start = self._encoded
+            context = audio[max(0, start - self._mode.context_samples) : start]
+            frames = encode_chunk(self.model.encoder, audio[start : start + step], context)
+            self._frames = torch.cat([self._frames, frames])
+            self._encoded += step
+
+    def _features(self, final: bool) -> torch.Tensor:
+        """Encoder frames of the segment: complete chunks, plus the unfinished one when ``final``."""
+        audio = self._audio.view()
+        if self._mode.chunk_samples is None:
+            return encode_audio(self.model.encoder, audio, self._mode)
+        if not final or self._encoded == audio.size:
+            return self._frames
+        context = audio[max(0, self._encoded - self._mode.context_samples) : self._encoded]
+        tail = encode_chunk(self.model.encoder, audio[self._encoded :], context)
+        return torch.cat([self._frames, tail])
+
+    @torch.no_grad()
+    def _decode(self, final: bool, interrupt: threading.Event | None = None) -> list[int]:
+        # A hypothesis depends only on the samples it covers: decoding them again would repeat it.
+        covers = self._encoded if self._mode.chunk_samples is not None and not final else self._audio.size
+        if covers == self._decoded:
+            return self._tokens
+        self._decoded = covers
+        if covers == 0 or self._peak < SILENCE_PEAK:
+            self._tokens = []
+            return self._tokens
+        features = self._features(final)
+        model = self.model
+        # Audio tokens not yet in the cache go into the same forward pass as the suffix and draft.
+        new = model.projector(features[self._cached_groups * self._k :].unsqueeze(0))
+        suffix = model.embed_tokens(self._suffix_ids)
+
+        def llm(**kwargs):
+            if interrupt is not None and interrupt.is_set():
+                raise _Interrupted
+            return model.llm(**kwargs)
+
+        try:
+            self._tokens = greedy_decode(
+                llm,
+                model.embed_tokens,
+                self._cache,
+                torch.cat([new.to(suffix.dtype), suffix], dim=1),
+                stop_id=model.prompt.end_of_turn_id,
+                max_new_tokens=model.max_tokens_for(features.shape[0] * FRAME_SECONDS),
+                draft=self._tokens,
+            )
+        except _Interrupted:
+            self._decoded = None
+            raise
+        finally:
+            # Keep only whole groups of whole chunks: they never change, whatever audio follows.
+            committed = self._frames.shape[0] // self._k if self._mode.chunk_samples is not None else 0
+            truncate_cache(self._cache, self._prefix_len + committed)
+            self._cached_groups = min(committed, self._cache.get_seq_length() - self._prefix_len)
+        return self._tokens
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.model.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def _join(self, text: str) -> str:
+        return " ".join(t for t in [*self._texts, text] if t)
+
+    def _cut(self) -> np.ndarray:
+        """Finalize the segment up to its quietest recent point; return the audio after it."""
+        audio = self._audio.view()
+        cut = _quietest_point(audio, audio.size - round(self._max_samples * CUT_SEARCH_FRACTION))
+        rest = audio[cut:].copy()
+        step = self._mode.chunk_samples
+        if step is not None:
+            # Chunks that end after the cut were encoded with audio the segment no longer has.
+            self._encoded = cut // step * step
+            self._frames = self._frames[: self._encoded // SAMPLES_PER_FRAME]
+            kept_groups = self._frames.shape[0] // self._k
+            if self._cached_groups > kept_groups:
+                truncate_cache(self._cache, self._prefix_len + kept_groups)
+                self._cached_groups = kept_groups
+        self._audio.truncate(cut)
+        self._peak = float(np.abs(audio[:cut]).max())
+        self._decoded = None
+        text = self._text(self._decode(final=True))
+        if text:
+            self._texts.append(text)
+        self._offset += cut
+        self._cuts.append(self._offset)
+        self._new_segment()
+        return rest

@@ -1,0 +1,83 @@
+"""VadBuffer: Silero voice activity detection plus the audio just before speech was confirmed.
+
+A VAD confirms speech only after ``start_secs`` of it, so the first syllable has already gone
+by: a short ring buffer (pre-roll) keeps it. The same VAD also tells the service when a pause
+begins, which is when it can start computing a final transcript speculatively.
+
+It wraps Pipecat's ``SileroVADAnalyzer`` (the Silero ONNX model Pipecat ships, on its own
+thread), so built-in segmentation behaves exactly like a ``VADProcessor`` with the same
+``VADParams``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+
+from pipecat_tiny_audio.audio import SAMPLE_RATE
+
+BYTES_PER_SECOND = 2 * SAMPLE_RATE  # 16 kHz mono int16
+MAX_START_SECS = 1.0  # the ring also covers an upstream VAD's start_secs, up to this much
+
+
+class VadEvent(Enum):
+    """A confirmed change of the speech state."""
+
+    STARTED = "started"
+    STOPPED = "stopped"
+
+
+class VadBuffer:
+    """Speech segmentation of a 16 kHz mono int16 PCM stream with pre-roll.
+
+    Args:
+        params: Silero VAD thresholds and start/stop times (Pipecat's defaults if ``None``).
+        pre_roll_secs: audio kept from before the detected speech onset.
+    """
+
+    def __init__(self, params: VADParams | None = None, pre_roll_secs: float = 0.3):
+        if pre_roll_secs < 0:
+            raise ValueError("pre_roll_secs must be >= 0")
+        self._analyzer = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
+        self._analyzer.set_sample_rate(SAMPLE_RATE)
+        self._pre_roll_secs = pre_roll_secs
+        self._ring = bytearray()
+        self._ring_limit = round((pre_roll_secs + MAX_START_SECS) * SAMPLE_RATE) * 2
+        self._state = VADState.QUIET
+
+    @property
+    def params(self) -> VADParams:
+        return self._analyzer.params
+
+    def set_params(self, params: VADParams) -> None:
+        """Adopt another VAD's parameters (an upstream VAD's), so pauses are judged alike."""
+        self._analyzer.set_params(params)
+        self._state = VADState.QUIET
+
+    @property
+    def is_speech(self) -> bool:
+        """Whether the latest audio is speech (including unconfirmed onsets)."""
+        return self._state in (VADState.STARTING, VADState.SPEAKING)
+
+    async def process(self, pcm: bytes) -> VadEvent | None:
+        """Analyse a block of 16 kHz mono int16 PCM; return the speech event it completes, if any."""
+        self._ring += pcm
+        del self._ring[: max(0, len(self._ring) - self._ring_limit)]
+        previous, self._state = self._state, await self._analyzer.analyze_audio(pcm)
+        if self._state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
+            return VadEvent.STARTED
+        if self._state == VADState.QUIET and previous in (VADState.SPEAKING, VADState.STOPPING):
+            return VadEvent.STOPPED
+        return None
+
+    def pre_roll(self, start_secs: float | None = None) -> bytes:
+        """The latest audio covering speech confirmed after ``start_secs`` (default: ours) plus pre-roll."""
+        start = self.params.start_secs if start_secs is None else min(start_secs, MAX_START_SECS)
+        size = round((start + self._pre_roll_secs) * SAMPLE_RATE) * 2
+        return bytes(self._ring[-size:]) if size else b""
+
+    async def cleanup(self) -> None:
+        """Release the analyzer's thread."""
+        await self._analyzer.cleanup()

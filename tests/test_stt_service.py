@@ -1,0 +1,277 @@
+"""TinyAudioSTT in real Pipecat pipelines: real Silero VAD, real synthesized speech.
+
+Untrained projectors give nonsense words, so these tests check structure (how many frames, in
+what order, with which user and flags), never the words themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import soxr
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import (
+    ErrorFrame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    STTMuteFrame,
+    STTUpdateSettingsFrame,
+    TranscriptionFrame,
+    UserAudioRawFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.transcriptions.language import Language
+from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an autouse fixture)
+
+from pipecat_tiny_audio import TinyAudioModel, TinyAudioSTT
+from pipecat_tiny_audio import stt as stt_module
+from pipecat_tiny_audio.stt import shared_model
+
+FRAME_SECONDS = 0.02
+PACE = 0.01  # seconds of wall time per 20 ms frame: twice real time, still streaming
+EVENTS = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, InterimTranscriptionFrame, TranscriptionFrame)
+
+
+@pytest.fixture
+def model(tiny_model) -> TinyAudioModel:
+    """A fast chunked-mode model that writes audio-dependent text."""
+    tiny_model.config.chunk_seconds, tiny_model.config.left_context_seconds = 0.48, 1.0
+    return make_chatty(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def speech(say) -> list[np.ndarray]:
+    return [say("please book a table for two people tonight"), say("what is the weather like in paris")]
+
+
+def utterance(audio: np.ndarray, lead: float = 0.5, tail: float = 1.0) -> np.ndarray:
+    return np.concatenate([np.zeros(round(lead * 16000), np.float32), audio, np.zeros(round(tail * 16000), np.float32)])
+
+
+def audio_frames(audio: np.ndarray, *, rate: int = 16000, channels: int = 1, user_id: str | None = None) -> list:
+    """Paced 20 ms frames of 16 kHz mono float ``audio``, resampled/duplicated to ``rate``/``channels``."""
+    if rate != 16000:
+        audio = soxr.resample(audio, 16000, rate)
+    pcm = np.repeat((np.clip(audio, -1, 1) * 32767).astype("<i2"), channels).tobytes()
+    step = round(FRAME_SECONDS * rate) * 2 * channels
+    frames = []
+    for start in range(0, len(pcm), step):
+        chunk = pcm[start : start + step]
+        if user_id is None:
+            frames.append(InputAudioRawFrame(audio=chunk, sample_rate=rate, num_channels=channels))
+        else:
+            frames.append(UserAudioRawFrame(audio=chunk, sample_rate=rate, num_channels=channels, user_id=user_id))
+        frames.append(SleepFrame(sleep=PACE))
+    return frames
+
+
+def with_vad(stt: TinyAudioSTT) -> Pipeline:
+    return Pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.2))), stt])
+
+
+def events(frames) -> list:
+    return [f for f in frames if isinstance(f, EVENTS)]
+
+
+def finals(frames) -> list[TranscriptionFrame]:
+    return [f for f in frames if isinstance(f, TranscriptionFrame)]
+
+
+def assert_well_formed(frames, user_id: str = "") -> None:
+    """Every final is finalized, non-empty and follows a stop; interims change text; no duplicates."""
+    stops_pending, last_interim = 0, None
+    for frame in events(frames):
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
+            stops_pending += 1
+        elif isinstance(frame, InterimTranscriptionFrame):
+            assert frame.text and frame.text != last_interim and frame.user_id == user_id
+            last_interim = frame.text
+        elif isinstance(frame, TranscriptionFrame):
+            assert frame.finalized and frame.text.strip() and frame.user_id == user_id
+            assert frame.language == Language.EN
+            if any(isinstance(f, VADUserStoppedSpeakingFrame) for f in frames):
+                assert stops_pending > 0, "a final before its VAD stop"
+                stops_pending -= 1
+            last_interim = None
+
+
+async def test_upstream_vad_interims_then_one_final_per_utterance(model, speech):
+    stt = TinyAudioSTT(model=model)
+    sent = [*audio_frames(utterance(speech[0]), user_id="alice"), *audio_frames(utterance(speech[1]), user_id="alice")]
+    down, _ = await run_test(with_vad(stt), frames_to_send=sent)
+    assert_well_formed(down, user_id="alice")
+    stops = [f for f in down if isinstance(f, VADUserStoppedSpeakingFrame)]
+    assert len(stops) >= 2 and len(finals(down)) == len(stops)
+    seen = events(down)
+    first_stop = seen.index(stops[0])
+    assert any(isinstance(f, InterimTranscriptionFrame) for f in seen[:first_stop]), "no interim while speaking"
+
+
+async def test_vad_in_the_user_aggregator_is_honoured(model, speech):
+    """The usual 1.x bot: the VAD sits in the user aggregator after the STT and broadcasts upstream."""
+    seen: list = []
+
+    class Recorder(FrameProcessor):
+        async def process_frame(self, frame, direction):
+            await super().process_frame(frame, direction)
+            seen.append(frame)
+            await self.push_frame(frame, direction)
+
+    stt = TinyAudioSTT(model=model)
+    user_aggregator, _ = LLMContextAggregatorPair(
+        LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer())
+    )
+    await run_test(Pipeline([stt, Recorder(), user_aggregator]), frames_to_send=audio_frames(utterance(speech[0])))
+    assert_well_formed(seen)
+    stops = [f for f in seen if isinstance(f, VADUserStoppedSpeakingFrame)]
+    assert len(finals(seen)) == len(stops) >= 1
+    assert any(isinstance(f, InterimTranscriptionFrame) for f in events(seen)[: events(seen).index(stops[0])])
+
+
+async def test_builtin_vad_segments_speech_without_upstream_frames(model, speech):
+    stt = TinyAudioSTT(model=model, vad_params=VADParams(stop_secs=0.4))
+    first = audio_frames(utterance(speech[0], tail=0))
+    speech_end = first[-2]  # the first utterance's last audio frame
+    sent = [*first, *audio_frames(np.zeros(16000, np.float32)), *audio_frames(utterance(speech[1]))]
+    down, _ = await run_test(stt, frames_to_send=sent)
+    assert_well_formed(down)
+    assert not any(isinstance(f, VADUserStartedSpeakingFrame | VADUserStoppedSpeakingFrame) for f in down)
+    assert len(finals(down)) == 2
+    first_interim = next(i for i, f in enumerate(down) if isinstance(f, InterimTranscriptionFrame))
+    assert first_interim < down.index(speech_end), "no interim while the user was still speaking"
+
+
+async def test_muted_speech_is_not_transcribed(model, speech):
+    stt = TinyAudioSTT(model=model)
+    unmuted = audio_frames(utterance(speech[1]))
+    sent = [STTMuteFrame(mute=True), *audio_frames(utterance(speech[0])), STTMuteFrame(mute=False), *unmuted]
+    down, _ = await run_test(with_vad(stt), frames_to_send=sent)
+    assert_well_formed(down)
+    unmuted_at = down.index(unmuted[0])
+    assert any(isinstance(f, VADUserStoppedSpeakingFrame) for f in down[:unmuted_at])  # the VAD heard it
+    assert finals(down[:unmuted_at]) == []
+    stops_after = [f for f in down[unmuted_at:] if isinstance(f, VADUserStoppedSpeakingFrame)]
+    assert len(finals(down)) == len(stops_after) >= 1
+
+
+async def test_interruption_passes_through_and_keeps_the_utterance(model, speech):
+    stt = TinyAudioSTT(model=model)
+    frames = audio_frames(utterance(speech[0]))
+    sent = [*frames[: len(frames) // 2], InterruptionFrame(), *frames[len(frames) // 2 :]]
+    down, _ = await run_test(with_vad(stt), frames_to_send=sent)
+    assert_well_formed(down)
+    assert any(isinstance(f, InterruptionFrame) for f in down)
+    stops = [f for f in down if isinstance(f, VADUserStoppedSpeakingFrame)]
+    assert len(finals(down)) == len(stops) >= 1
+
+
+async def test_stereo_48k_input_is_downmixed_and_resampled(model, speech):
+    stt = TinyAudioSTT(model=model)
+    down, _ = await run_test(stt, frames_to_send=audio_frames(utterance(speech[0]), rate=48000, channels=2))
+    assert_well_formed(down)
+    assert len(finals(down)) == 1
+
+
+async def test_two_concurrent_services_share_one_model(model, speech):
+    async def transcribe(stt: TinyAudioSTT, audio: np.ndarray) -> list[str]:
+        down, _ = await run_test(stt, frames_to_send=audio_frames(utterance(audio)))
+        assert_well_formed(down)
+        return [f.text for f in finals(down)]
+
+    first, second = TinyAudioSTT(model=model), TinyAudioSTT(model=model)
+    assert first.model is second.model is model
+    together = await asyncio.gather(transcribe(first, speech[0]), transcribe(second, speech[1]))
+    alone = [await transcribe(TinyAudioSTT(model=model), audio) for audio in speech]
+    assert list(together) == alone and all(len(texts) == 1 for texts in alone)
+
+
+async def test_garbage_audio_is_skipped_not_fatal(model, speech):
+    stt = TinyAudioSTT(model=model)
+    sent = [
+        InputAudioRawFrame(audio=b"\x01\x02\x03", sample_rate=16000, num_channels=1),  # half a sample
+        InputAudioRawFrame(audio=b"\x00\x00" * 7, sample_rate=16000, num_channels=2),  # half a stereo frame
+        InputAudioRawFrame(audio=b"\x00\x00" * 160, sample_rate=12, num_channels=1),  # nonsense rate
+        *audio_frames(utterance(speech[0])),
+        *audio_frames(utterance(speech[1]), rate=8000),  # the rate changes mid-stream
+    ]
+    down, up = await run_test(stt, frames_to_send=sent)
+    assert_well_formed(down)
+    assert len(finals(down)) == 2
+    assert not any(isinstance(f, ErrorFrame) and f.fatal for f in up)
+
+
+async def test_vad_frames_around_silence_give_no_transcript(model):
+    stt = TinyAudioSTT(model=model)
+    sent = [VADUserStartedSpeakingFrame(), *audio_frames(np.zeros(24000, np.float32)), VADUserStoppedSpeakingFrame()]
+    down, _ = await run_test(stt, frames_to_send=sent)
+    assert finals(down) == [] and not any(isinstance(f, InterimTranscriptionFrame) for f in down)
+
+
+async def test_end_of_pipeline_mid_utterance_flushes_one_final(model, speech):
+    stt = TinyAudioSTT(model=model)
+    down, _ = await run_test(stt, frames_to_send=audio_frames(utterance(speech[0], tail=0.0)))
+    assert_well_formed(down)
+    assert len(finals(down)) == 1
+
+
+def test_english_only(model):
+    assert TinyAudioSTT(model=model, language="en-US").settings.language == "en"
+    with pytest.raises(ValueError, match="English only"):
+        TinyAudioSTT(model=model, language=Language.FR)
+    with pytest.raises(ValueError, match="English only"):
+        TinyAudioSTT(model=model, settings=TinyAudioSTT.Settings(language=Language.DE))
+
+
+async def test_settings_update_refuses_other_languages_and_switches_models(model, speech, tmp_path):
+    other = tmp_path / "other"
+    model.save_pretrained(other)
+    stt = TinyAudioSTT(model=model)
+    sent = [
+        STTUpdateSettingsFrame(delta=TinyAudioSTT.Settings(language=Language.ES)),
+        STTUpdateSettingsFrame(delta=TinyAudioSTT.Settings(model=str(other))),
+        SleepFrame(sleep=2.0),  # the new model loads off the event loop
+        *audio_frames(utterance(speech[0])),
+    ]
+    down, up = await run_test(stt, frames_to_send=sent)
+    assert any(isinstance(f, ErrorFrame) and "English only" in f.error for f in up)
+    assert stt.settings.language == "en"
+    assert stt.model is shared_model(str(other)).model is not model
+    assert len(finals(down)) == 1
+
+
+def test_default_model_loads_the_shipped_folder_or_warns(model, tiny_config, tmp_path, monkeypatch):
+    shipped = tmp_path / "default_model"
+    model.save_pretrained(shipped)
+    monkeypatch.setattr(stt_module, "DEFAULT_MODEL_DIR", shipped)
+    assert stt_module.load_model("default", "cpu").config.chunk_seconds == 0.48
+
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    monkeypatch.setattr(stt_module, "DEFAULT_MODEL_DIR", tmp_path / "missing")
+    monkeypatch.setattr(stt_module, "TinyAudioConfig", lambda: type(tiny_config).from_dict(tiny_config.to_dict()))
+    try:
+        untrained = stt_module.load_model("default", "cpu")
+    finally:
+        logger.remove(sink)
+    assert isinstance(untrained, TinyAudioModel) and not untrained.training
+    assert any("no trained default weights" in w for w in warnings)
+
+
+async def test_real_weights_stream_end_to_end(base_model, speech):
+    stt = TinyAudioSTT(model=base_model)
+    down, _ = await run_test(with_vad(stt), frames_to_send=audio_frames(utterance(speech[1])))
+    assert_well_formed(down)
+    stops = [f for f in down if isinstance(f, VADUserStoppedSpeakingFrame)]
+    assert len(finals(down)) == len(stops) >= 1
