@@ -70,7 +70,8 @@ def test_prompt_has_one_placeholder_per_audio_token_and_masks_the_prompt(tiny_mo
     ids, labels = prompt.training_example(5, tokenizer("Hello there", add_special_tokens=False).input_ids)
     assert ids.count(prompt.audio_token_id) == 5
     text = tokenizer.decode(ids)
-    assert "<|im_start|>user\n<audio><audio><audio><audio><audio> Transcribe the speech to text<|im_end|>" in text
+    assert "<|im_start|>user\nTranscribe the speech to text: <audio><audio><audio><audio><audio><|im_end|>" in text
+    assert tokenizer.decode(prompt.suffix_ids) == "<|im_end|>\n<|im_start|>assistant\n"
     assert text.endswith("<|im_start|>assistant\nHello there<|im_end|>")
     supervised = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
     assert tokenizer.decode(supervised) == "Hello there<|im_end|>"

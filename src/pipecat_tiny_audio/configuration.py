@@ -23,7 +23,9 @@ class TinyAudioConfig(PretrainedConfig):
         projector_hidden_dim: projector hidden width (``None``: the LLM's hidden size).
         lora_rank: LoRA rank; 0 means no adapter.
         lora_alpha, lora_dropout, lora_target_modules: the ``peft.LoraConfig`` settings.
-        instruction: text after the audio in the user turn.
+        user_prompt: the user turn; ``audio_token`` marks where the audio goes (once). Our default
+            puts the audio last, so all a streaming decoder appends after it per partial is the
+            5-token end of turn; upstream Tiny Audio puts it first.
         system_prompt: system turn; ``None`` keeps the chat template's default.
         audio_token: placeholder token, repeated once per audio token in the prompt.
         chunk_seconds, left_context_seconds: the feature mode (see
@@ -48,7 +50,7 @@ class TinyAudioConfig(PretrainedConfig):
         lora_alpha: int = 32,
         lora_dropout: float = 0.0,
         lora_target_modules: list[str] | None = None,
-        instruction: str = "Transcribe the speech to text",
+        user_prompt: str = "Transcribe the speech to text: <audio>",
         system_prompt: str | None = None,
         audio_token: str = "<audio>",
         chunk_seconds: float | None = None,
@@ -68,7 +70,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.lora_target_modules = list(lora_target_modules or DEFAULT_LORA_TARGETS)
-        self.instruction = instruction
+        self.user_prompt = user_prompt
         self.system_prompt = system_prompt
         self.audio_token = audio_token
         self.chunk_seconds = chunk_seconds
@@ -93,6 +95,7 @@ class TinyAudioConfig(PretrainedConfig):
             lora_alpha=upstream.get("lora_alpha", 32),
             lora_dropout=upstream.get("lora_dropout", 0.0),
             lora_target_modules=upstream.get("lora_target_modules"),
+            user_prompt="<audio> Transcribe the speech to text",
             system_prompt=upstream.get("system_prompt") or None,
             max_new_tokens=upstream.get("max_new_tokens") or 128,
         )

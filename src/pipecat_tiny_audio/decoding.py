@@ -55,9 +55,9 @@ def greedy_decode(
     inputs = prompt_embeds
     if draft:
         inputs = torch.cat([prompt_embeds, embed(torch.tensor([draft]))], dim=1)
-    logits = llm(inputs_embeds=inputs, past_key_values=cache, use_cache=True).logits[0]
-    # Position i of the draft is predicted by the logits just before it.
-    predicted = logits[prompt_embeds.shape[1] - 1 :].argmax(-1).tolist()
+    # Only the last prompt position and the draft positions predict anything we read.
+    logits = llm(inputs_embeds=inputs, past_key_values=cache, use_cache=True, logits_to_keep=len(draft) + 1).logits
+    predicted = logits[0].argmax(-1).tolist()  # predicted[i] follows the prompt and draft[:i]
     tokens: list[int] = []
     for i, token in enumerate(predicted):
         if token == stop_id or len(tokens) >= max_new_tokens:
@@ -71,7 +71,8 @@ def greedy_decode(
     # Drop the cached positions of rejected draft tokens, then continue one token at a time.
     truncate_cache(cache, cache.get_seq_length() - (len(draft) - len(tokens) + 1))
     while len(tokens) < max_new_tokens:
-        logits = llm(inputs_embeds=embed(torch.tensor([[tokens[-1]]])), past_key_values=cache, use_cache=True).logits
+        step = embed(torch.tensor([[tokens[-1]]]))
+        logits = llm(inputs_embeds=step, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
         token = int(logits[0, -1].argmax())
         if token == stop_id:
             break

@@ -101,7 +101,7 @@ class TinyAudioModel(PreTrainedModel):
         self.llm = llm
         self.tokenizer = tokenizer
         self.prompt = TranscriptionPrompt.from_tokenizer(
-            tokenizer, config.instruction, config.system_prompt, config.audio_token
+            tokenizer, config.user_prompt, config.system_prompt, config.audio_token
         )
 
     # -- pieces shared by training, offline and streaming inference -------------------------

@@ -1,6 +1,6 @@
 """The transcription prompt: chat template, ``<audio>`` placeholders and training labels.
 
-The user turn is ``<audio>`` × N followed by the instruction. Rendering the template once
+The user turn holds ``<audio>`` × N where the user prompt has its placeholder. Rendering the template once
 around a single placeholder splits it into a fixed prefix and suffix, so the streaming decoder
 can keep the prefix and the audio in its KV cache and only append the suffix per partial.
 """
@@ -14,7 +14,7 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class TranscriptionPrompt:
-    """Token ids around the audio placeholders, for one tokenizer and instruction."""
+    """Token ids around the audio placeholders, for one tokenizer and user prompt."""
 
     prefix_ids: tuple[int, ...]
     suffix_ids: tuple[int, ...]
@@ -23,11 +23,13 @@ class TranscriptionPrompt:
 
     @classmethod
     def from_tokenizer(
-        cls, tokenizer, instruction: str, system_prompt: str | None = None, audio_token: str = "<audio>"
+        cls, tokenizer, user_prompt: str, system_prompt: str | None = None, audio_token: str = "<audio>"
     ) -> TranscriptionPrompt:
+        if user_prompt.count(audio_token) != 1:
+            raise ValueError(f"user_prompt must contain {audio_token!r} exactly once, got {user_prompt!r}")
         if audio_token not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
-        messages = [{"role": "user", "content": f"{audio_token} {instruction}"}]
+        messages = [{"role": "user", "content": user_prompt}]
         if system_prompt is not None:
             messages.insert(0, {"role": "system", "content": system_prompt})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
