@@ -305,7 +305,25 @@ def load_audio_folder(
     return load_csv_manifest(metadata, source or folder.name, skips)
 
 
-class HFDatasetSource(Sequence[Utterance]):
+class _UtteranceRows(Sequence[Utterance]):
+    """A sequence of utterances indexed by row; subclasses implement ``_row`` for 0 <= index < len."""
+
+    def _row(self, index: int) -> Utterance:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Utterance: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Utterance]: ...
+    def __getitem__(self, index: int | slice) -> Utterance | list[Utterance]:
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        return self._row(index)
+
+
+class HFDatasetSource(_UtteranceRows):
     """A Hugging Face dataset read row by row (Arrow is memory-mapped, so nothing is loaded up front).
 
     The audio column is read undecoded (``{"bytes", "path"}``) and decoded by :func:`read_audio`, so
@@ -334,15 +352,7 @@ class HFDatasetSource(Sequence[Utterance]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    @overload
-    def __getitem__(self, index: int) -> Utterance: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Utterance]: ...
-    def __getitem__(self, index: int | slice) -> Utterance | list[Utterance]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
+    def _row(self, index: int) -> Utterance:
         row = self.dataset[index]
         utt = Utterance(
             text=str(row.get(self.text_column) or "").strip(),
@@ -454,7 +464,7 @@ def _guess_kind(location: str) -> str:
 # --- mixing -------------------------------------------------------------------------------------
 
 
-class MixedSource(Sequence[Utterance]):
+class MixedSource(_UtteranceRows):
     """Several sources interleaved by weight, in a fixed seeded order.
 
     Each position draws its source with probability proportional to the weights; within a source,
@@ -491,13 +501,7 @@ class MixedSource(Sequence[Utterance]):
     def __len__(self) -> int:
         return len(self.source_index)
 
-    @overload
-    def __getitem__(self, index: int) -> Utterance: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Utterance]: ...
-    def __getitem__(self, index: int | slice) -> Utterance | list[Utterance]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _row(self, index: int) -> Utterance:
         return self.sources[self.source_index[index]][int(self.row_index[index])]
 
 
