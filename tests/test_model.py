@@ -107,6 +107,27 @@ def test_save_and_load_round_trip_is_bit_identical(tiny_model, tmp_path):
     assert loaded.transcribe_features(features) == tiny_model.transcribe_features(features)
 
 
+def test_inference_optimization_merges_lora_and_quantizes_the_llm(tiny_model, tmp_path):
+    with torch.no_grad():
+        for name, param in tiny_model.llm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    features = torch.randn(20, 64)
+    batch = tiny_model.prepare_batch([features], ["a test"])
+    before = tiny_model(**batch).logits
+    tiny_model.save_pretrained(tmp_path / "ckpt")
+
+    merged = tiny_model.optimize_for_inference(int8=False)
+    assert not any("lora_" in name for name, _ in merged.llm.named_parameters())
+    torch.testing.assert_close(merged(**batch).logits, before, atol=1e-4, rtol=1e-4)
+
+    quantized = TinyAudioModel.from_pretrained(tmp_path / "ckpt").optimize_for_inference()
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in quantized.llm.modules())
+    assert isinstance(quantized.transcribe_features(features), str)
+    with pytest.raises(RuntimeError, match="optimize_for_inference"):
+        quantized.save_pretrained(tmp_path / "again")
+
+
 def test_auto_classes_know_the_model(tiny_model, tmp_path):
     from transformers import AutoConfig, AutoModel
 
