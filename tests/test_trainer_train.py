@@ -18,6 +18,7 @@ from trainer_helpers import tiny_train_config, write_tone_manifest
 from pipecat_tiny_audio import CheckpointError, FeatureMode, TinyAudioModel
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from trainer.checkpoint import list_checkpoints
+from trainer.config import StageConfig
 from trainer.ctc import CTCHead
 from trainer.data import SkipCounter, Utterance
 from trainer.feature_cache import FeatureCache
@@ -110,7 +111,6 @@ def _fixed_batch(model: TinyAudioModel) -> tuple[list[torch.Tensor], list[str]]:
 
 @pytest.mark.parametrize("stage_name", ["ctc", "lm", "lora"])
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_model, stage_name):
-    from trainer.config import StageConfig
 
     features, texts = _fixed_batch(tiny_model)
     embeddings = tiny_model.llm.get_input_embeddings().weight.detach()
@@ -136,7 +136,6 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_model, stage_na
 
 
 def test_each_stage_trains_only_its_parameters(tiny_model):
-    from trainer.config import StageConfig
 
     head = CTCHead([1, 2, 3], tiny_model.llm.get_input_embeddings().weight.detach())
     projector = set(tiny_model.projector.parameters())
@@ -166,6 +165,23 @@ def test_lm_loss_counts_only_transcript_tokens(tiny_model):
         logits = output.logits[:, :-1].reshape(-1, output.logits.shape[-1])
         manual = torch.nn.functional.cross_entropy(logits, labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
         assert torch.allclose(lm_loss(tiny_model, features, texts), manual, atol=1e-5)
+
+
+def test_lm_loss_shares_the_prompt_prefix_without_changing_gradients(tiny_model):
+    features, texts = _fixed_batch(tiny_model)
+    params = stage_parameters(tiny_model, None, StageConfig("lora"))
+    with torch.no_grad():  # a non-trivial adapter, so the shared prefix depends on trained weights
+        for name, param in tiny_model.llm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+
+    def gradients(loss: torch.Tensor) -> list[torch.Tensor]:
+        return [g.clone() for g in torch.autograd.grad(loss, params)]
+
+    full = gradients(tiny_model(**tiny_model.prepare_batch(features, texts)).loss)
+    shared = gradients(lm_loss(tiny_model, features, texts))
+    for a, b in zip(full, shared, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_ctc_greedy_decoding_reads_the_tokens_the_frames_point_at(tiny_model):
