@@ -66,6 +66,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     model, _ = load_model(args.model)
     compare = load_model(args.compare)[0] if args.compare else None
+    if args.int8:
+        model.optimize_for_inference()
+        if compare is not None:
+            compare.optimize_for_inference()
     evaluate(model, args.data, args.out, compare, args.max_utterances, args.max_seconds)
 
 
@@ -143,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder for results.json and errors.jsonl")
     evaluate.add_argument("--max-utterances", type=int, default=0, help="per source; 0 = all")
     evaluate.add_argument("--max-seconds", type=float, default=30.0)
+    evaluate.add_argument(
+        "--int8", action="store_true", help="evaluate as TinyAudioSTT serves on CPU: LoRA merged, int8 LLM"
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     export = commands.add_parser("export", help="write a from_pretrained-loadable model folder with a model card")
