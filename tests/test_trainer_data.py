@@ -132,6 +132,15 @@ def test_load_source_guesses_the_format(tmp_path: Path) -> None:
         load_source(tmp_path / "notes.txt")
 
 
+def test_a_configured_source_can_keep_only_its_first_rows(tmp_path: Path) -> None:
+    from trainer.train import load_utterances
+
+    write(tmp_path / "a.flac")
+    (tmp_path / "m.jsonl").write_text("".join(f'{{"audio": "a.flac", "text": "row {i}"}}\n' for i in range(5)))
+    [(rows, weight)] = load_utterances([{"path": str(tmp_path / "m.jsonl"), "max_rows": 3, "weight": 2}], SkipCounter())
+    assert [u.text for u in rows] == ["row 0", "row 1", "row 2"] and weight == 2.0
+
+
 def test_in_memory_int16_stereo_audio_is_converted() -> None:
     pcm = (tone(0.5, 48_000, channels=2) * 32767).astype(np.int16)
     audio = decode_utterance(Utterance(text="hi there", audio=pcm, sample_rate=48_000))

@@ -63,14 +63,19 @@ class DataError(ValueError):
 
 
 def load_utterances(specs: Sequence[dict], skips: SkipCounter) -> list[tuple[Sequence[Utterance], float]]:
-    """(rows, weight) per configured source; a spec is ``{path, weight?, kind?, name?, ...}``."""
+    """(rows, weight) per configured source; a spec is ``{path, weight?, kind?, name?, max_rows?, ...}``.
+
+    ``max_rows`` keeps the first rows of a source: train on what is cached while the rest encodes.
+    """
     loaded = []
     for spec in specs:
         options = dict(spec)
         if "path" not in options:
             raise DataError(f"data source {spec} has no 'path'")
         weight = float(options.pop("weight", 1.0))
-        loaded.append((load_source(options.pop("path"), options.pop("kind", None), skips=skips, **options), weight))
+        max_rows = options.pop("max_rows", None)
+        rows = load_source(options.pop("path"), options.pop("kind", None), skips=skips, **options)
+        loaded.append((rows[:max_rows] if max_rows is not None else rows, weight))
     return loaded
 
 
