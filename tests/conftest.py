@@ -94,6 +94,18 @@ def tiny_model(tiny_config) -> TinyAudioModel:
     return TinyAudioModel(TinyAudioConfig.from_dict(tiny_config.to_dict())).eval()
 
 
+@pytest.fixture
+def adapted_tiny_model(tiny_model) -> TinyAudioModel:
+    """``tiny_model`` with a non-zero LoRA adapter, as after training (fresh LoRA is a no-op)."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in tiny_model.llm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    return tiny_model
+
+
 @pytest.fixture(scope="session")
 def base_model() -> TinyAudioModel:
     """The default architecture on the real bundled weights (Whisper base + SmolLM2-135M), untrained projector."""
