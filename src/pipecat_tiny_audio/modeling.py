@@ -226,10 +226,10 @@ class TinyAudioModel(PreTrainedModel):
     def optimize_for_inference(self, int8: bool = True) -> TinyAudioModel:
         """Merge the LoRA adapter into the LLM and, on CPU, int8-quantize the LLM's linear layers.
 
-        Decoding on a CPU is bound by reading the LLM's weights: int8 dynamic quantization about
-        halves the time of a decoding pass (``benchmarks/streaming.py --breakdown``), and a merged
-        adapter saves the extra LoRA matmuls. The encoder and projector stay in float. This is
-        one-way: the model can transcribe afterwards but no longer train or be saved.
+        Decoding on a CPU is bound by reading the LLM's weights: merged and int8, a decoding pass
+        took a third to a half of its float time here (``python -m benchmarks.llm_cost``). The
+        encoder and projector stay in float. This is one-way: the model can transcribe afterwards
+        but no longer train or be saved.
         """
         if self.inference_only:
             return self
