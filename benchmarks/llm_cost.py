@@ -4,7 +4,7 @@
 
 Decoding (SmolLM2-135M with LoRA, as the streaming decoder calls it): one pass over 23 new tokens on a
 60-token cache (a partial or final that re-checks its draft) and one single-token step, with the
-float model vs. ``TinyAudioModel.optimize_for_inference()`` (LoRA merged, int8 LLM).
+float model vs. ``TinyAudioModel.optimize_for_inference()`` (LoRA merged, fp16 LLM weights).
 
 Training: one LM-loss forward + backward on a batch of 8 (projector trainable), the plain
 ``model(**batch).loss`` vs. the trainer's ``lm_loss`` (shared prompt prefix, LM head only at targets).
@@ -65,7 +65,7 @@ def main() -> None:
     served = copy.deepcopy(model).optimize_for_inference()
     print(f"\ndecoding, {args.threads} thread(s): median ms")
     print(f"{'':28} {'verify 23 tokens':>17} {'one token':>10}")
-    for name, llm in (("float + LoRA (peer)", model.llm), ("merged, int8", served.llm)):
+    for name, llm in (("float + LoRA (peer)", model.llm), ("merged, fp16 weights", served.llm)):
         verify, step = decoding_costs(llm, args.repeats)
         print(f"{name:28} {verify * 1000:17.0f} {step * 1000:10.0f}")
 

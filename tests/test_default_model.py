@@ -35,7 +35,7 @@ def thirty_seconds_without_speech() -> np.ndarray:
 
 
 async def test_noise_silence_and_breathing_give_no_transcript(thirty_seconds_without_speech):
-    stt = TinyAudioSTT()  # the shipped model, its built-in Silero VAD and int8 LLM
+    stt = TinyAudioSTT()  # the shipped model, its built-in Silero VAD and fp16-weight LLM
     down, _ = await run_test(stt, frames_to_send=audio_frames(thirty_seconds_without_speech))
     texts = [f.text for f in down if isinstance(f, (TranscriptionFrame, InterimTranscriptionFrame))]
     assert texts == []

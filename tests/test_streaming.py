@@ -61,6 +61,16 @@ def test_final_equals_offline_transcript(chatty, speech, mode, seconds):
     assert decoder.finalize() == final  # asking again changes nothing
 
 
+def test_final_equals_offline_as_served(chatty, speech):
+    """The model TinyAudioSTT serves (LoRA merged, fp16 LLM weights) keeps the invariant."""
+    model = set_mode(chatty, MODES["chunk-0.48-ctx-1.0"]).optimize_for_inference()
+    audio = speech[:40000]
+    decoder = StreamingDecoder(model)
+    stream(decoder, audio)
+    final = decoder.finalize()
+    assert final and final == model.transcribe(audio)
+
+
 def test_final_equals_offline_with_three_frame_groups(tiny_config, speech):
     config = TinyAudioConfig.from_dict({**tiny_config.to_dict(), "stack_factor": 3, "chunk_seconds": 0.1})
     torch.manual_seed(0)

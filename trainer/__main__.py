@@ -66,7 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     model, _ = load_model(args.model)
     compare = load_model(args.compare)[0] if args.compare else None
-    if args.int8:
+    if args.served:
         model.optimize_for_inference()
         if compare is not None:
             compare.optimize_for_inference()
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-utterances", type=int, default=0, help="per source; 0 = all")
     evaluate.add_argument("--max-seconds", type=float, default=30.0)
     evaluate.add_argument(
-        "--int8", action="store_true", help="evaluate as TinyAudioSTT serves on CPU: LoRA merged, int8 LLM"
+        "--served", action="store_true", help="evaluate as TinyAudioSTT serves on CPU: LoRA merged, fp16 LLM weights"
     )
     evaluate.set_defaults(func=cmd_eval)
 
