@@ -11,6 +11,8 @@ seconds per streamed second), peak RSS, model load time.
 
     python benchmarks/streaming.py --limit 10
     python benchmarks/streaming.py --model path/to/checkpoint --no-peer
+    python benchmarks/streaming.py --breakdown   # decoder components, no pipeline
+    python benchmarks/streaming.py --timeline    # the final's preview against the VAD stop
 """
 
 from __future__ import annotations
@@ -274,6 +276,48 @@ def breakdown(args) -> None:
     print(f"{'final, draft already right':36} {np.percentile(converged, 50) * 1000:8.1f} ms p50")
 
 
+def timeline(args) -> None:
+    """When the final is computed relative to the VAD stop, inside the real pipeline (ours only).
+
+    The service starts the final (a "preview") when its VAD hears the pause begin, during the
+    VAD's ``stop_secs``; if the preview is done by the stop, the final is out at once.
+    """
+    from loguru import logger
+
+    import pipecat_tiny_audio.streaming as streaming
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    calls: list[tuple[float, float, bool]] = []  # (start, end, interrupted) of every finalize
+    finalize = streaming.StreamingDecoder.finalize
+
+    def timed_finalize(self, *a, **kw):
+        started = time.time()
+        text = finalize(self, *a, **kw)
+        calls.append((started, time.time(), text is None))
+        return text
+
+    streaming.StreamingDecoder.finalize = timed_finalize
+    raw = asyncio.run(stream("ours", args))
+    starts, durations, finals = [], [], []
+    for begin, end in raw["windows"]:
+        stops = [t for t, kind, _ in raw["events"] if kind == "stop" and begin <= t < end]
+        done = [t for t, kind, _ in raw["events"] if kind == "final" and begin <= t < end]
+        previews = [(a, b) for a, b, interrupted in calls if begin <= a < (stops or [0])[-1] and not interrupted]
+        if not stops or not done or not previews:
+            continue
+        stop, (a, b) = stops[-1], previews[-1]
+        starts.append(a - stop)
+        durations.append(b - a)
+        finals.append(done[-1] - stop)
+    ms = lambda xs, q: np.percentile(xs, q) * 1000  # noqa: E731
+    print(f"clips with a preview: {len(starts)} of {len(raw['windows'])}")
+    print(f"preview start, ms after the VAD stop   p50 {ms(starts, 50):6.0f}  p90 {ms(starts, 90):6.0f}")
+    print(f"preview compute, ms                    p50 {ms(durations, 50):6.0f}  p90 {ms(durations, 90):6.0f}")
+    print(f"final, ms after the VAD stop           p50 {ms(finals, 50):6.0f}  p90 {ms(finals, 90):6.0f}")
+    print(f"previews done by the stop: {np.mean(np.array(starts) + np.array(durations) <= 0):.0%}")
+
+
 def run_in_subprocess(system: str, args) -> dict:
     cmd = [sys.executable, __file__, "--run", system, "--limit", str(args.limit)]
     cmd += ["--partial-interval", str(args.partial_interval)]
@@ -293,11 +337,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
     parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
     parser.add_argument("--breakdown", action="store_true", help="time each decoding component instead")
+    parser.add_argument("--timeline", action="store_true", help="time the final against the VAD stop instead")
     parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.breakdown:
         breakdown(args)
+        return
+    if args.timeline:
+        timeline(args)
         return
     if args.run:
         print(json.dumps(summarize(asyncio.run(stream(args.run, args)))))
