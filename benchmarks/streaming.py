@@ -172,6 +172,11 @@ async def stream(system: str, args) -> dict:
     }
 
 
+def percentile_ms(seconds: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``seconds`` in milliseconds (NaN when there are none)."""
+    return float(np.percentile(seconds, q) * 1000) if seconds else float("nan")
+
+
 def summarize(raw: dict) -> dict:
     """Per-clip figures from the event log: a clip is one user turn, however the VAD splits it.
 
@@ -200,16 +205,15 @@ def summarize(raw: dict) -> dict:
             final_latency.append(finals[-1][0] - stops[-1])
         refs.append(normalize(text))
         hyps.append(normalize(" ".join(str(p) for _, p in finals)))
-    ms = lambda xs, q: float(np.percentile(xs, q) * 1000) if xs else float("nan")  # noqa: E731
     return {
         "clips": len(refs),
         "segments": segments,
         "finals_measured": len(final_latency),
-        "final_p50_ms": ms(final_latency, 50),
-        "final_p90_ms": ms(final_latency, 90),
-        "final_max_ms": ms(final_latency, 100),
-        "first_interim_p50_ms": ms(first_interim, 50),
-        "first_interim_p90_ms": ms(first_interim, 90),
+        "final_p50_ms": percentile_ms(final_latency, 50),
+        "final_p90_ms": percentile_ms(final_latency, 90),
+        "final_max_ms": percentile_ms(final_latency, 100),
+        "first_interim_p50_ms": percentile_ms(first_interim, 50),
+        "first_interim_p90_ms": percentile_ms(first_interim, 90),
         "interims_per_utterance": float(np.mean(interims)) if interims else 0.0,
         "wer": wer([r or "<empty>" for r in refs], hyps),
         "rtf": raw["cpu"] / raw["streamed"],
@@ -303,18 +307,23 @@ def timeline(args) -> None:
     for begin, end in raw["windows"]:
         stops = [t for t, kind, _ in raw["events"] if kind == "stop" and begin <= t < end]
         done = [t for t, kind, _ in raw["events"] if kind == "final" and begin <= t < end]
-        previews = [(a, b) for a, b, interrupted in calls if begin <= a < (stops or [0])[-1] and not interrupted]
-        if not stops or not done or not previews:
+        if not stops or not done:
             continue
-        stop, (a, b) = stops[-1], previews[-1]
+        stop = stops[-1]
+        previews = [(a, b) for a, b, interrupted in calls if begin <= a < stop and not interrupted]
+        if not previews:
+            continue
+        a, b = previews[-1]
         starts.append(a - stop)
         durations.append(b - a)
         finals.append(done[-1] - stop)
-    ms = lambda xs, q: np.percentile(xs, q) * 1000  # noqa: E731
     print(f"clips with a preview: {len(starts)} of {len(raw['windows'])}")
-    print(f"preview start, ms after the VAD stop   p50 {ms(starts, 50):6.0f}  p90 {ms(starts, 90):6.0f}")
-    print(f"preview compute, ms                    p50 {ms(durations, 50):6.0f}  p90 {ms(durations, 90):6.0f}")
-    print(f"final, ms after the VAD stop           p50 {ms(finals, 50):6.0f}  p90 {ms(finals, 90):6.0f}")
+    for label, values in (
+        ("preview start, ms after the VAD stop", starts),
+        ("preview compute, ms", durations),
+        ("final, ms after the VAD stop", finals),
+    ):
+        print(f"{label:38} p50 {percentile_ms(values, 50):6.0f}  p90 {percentile_ms(values, 90):6.0f}")
     print(f"previews done by the stop: {np.mean(np.array(starts) + np.array(durations) <= 0):.0%}")
 
 
