@@ -18,7 +18,7 @@ from trainer_helpers import tiny_train_config, write_tone_manifest
 from pipecat_tiny_audio import CheckpointError, FeatureMode, TinyAudioModel
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from trainer.checkpoint import list_checkpoints
-from trainer.config import StageConfig
+from trainer.config import ConfigError, StageConfig
 from trainer.ctc import CTCHead
 from trainer.data import SkipCounter, Utterance
 from trainer.feature_cache import FeatureCache
@@ -204,6 +204,24 @@ def test_training_run_writes_config_metrics_plot_checkpoints_and_model(reference
     records = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in records if "dev_wer" in r} == {"ctc", "lm", "lora"}  # dev WER at each stage end
     assert TinyAudioModel.from_pretrained(reference_run / "model").config.lora_rank == 4
+
+
+def test_fine_tuning_starts_from_a_saved_model(tiny_source_dirs, tiny_data, reference_run, tmp_path):
+    trained = TinyAudioModel.from_pretrained(reference_run / "model")
+    frozen_lr = ["stages=[{name: lora, steps: 1, lr: 0.0, warmup_steps: 0, batch_size: 2}]"]
+    config = tiny_train_config(
+        tiny_source_dirs, tiny_data, tmp_path / "tuned", [f"init_from={reference_run / 'model'}", *frozen_lr]
+    )
+    tuned = TinyAudioModel.from_pretrained(train(config) / "model")
+    for name, weight in {**trained.trainable_state_dict(), **trained.adapter_state_dict()}.items():
+        expected = {**tuned.trainable_state_dict(), **tuned.adapter_state_dict()}[name]
+        assert torch.equal(weight, expected), name
+
+
+def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):
+    overrides = [f"init_from={reference_run / 'model'}", "model.projector_hidden_dim=64"]
+    with pytest.raises(ConfigError, match="projector_hidden_dim: run 64, init_from 32"):
+        train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "other", overrides))
 
 
 def test_a_new_run_refuses_to_overwrite_an_old_one(tiny_source_dirs, tiny_data, reference_run):

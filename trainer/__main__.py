@@ -6,6 +6,7 @@ A typical run (each command has --help):
   python -m trainer features --config base                 # encoder features, resumable
   python -m trainer train --config base                    # Ctrl-C / SIGTERM save a checkpoint
   python -m trainer train --config base --resume           # continue exactly where it stopped
+  python -m trainer train --config base init_from=my-model run_dir=runs/tuned   # fine-tune a model
   python -m trainer eval --model runs/base --out runs/base/eval
   python -m trainer export runs/base --out my-model --results runs/base/eval/results.json
   python -m trainer push my-model --repo-id me/my-model

@@ -83,6 +83,9 @@ class Config:
         ]
     )
     run_dir: str = "runs/default"
+    # A saved model (folder or hub id) whose projector and LoRA weights a new run starts from:
+    # fine-tune a trained model on new data instead of starting from random weights.
+    init_from: str | None = None
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # 0: one per idle CPU core at start

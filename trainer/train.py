@@ -151,9 +151,41 @@ class SampleStream:
 # model, losses and stages
 
 
+# The model settings a run must share with ``init_from``'s model for its weights to mean the same.
+INIT_KEYS = (
+    "encoder_source",
+    "llm_source",
+    "projector_type",
+    "stack_factor",
+    "projector_hidden_dim",
+    "lora_rank",
+    "lora_alpha",
+    "lora_target_modules",
+    "audio_token",
+)
+
+
 def build_model(config: Config, device: torch.device) -> TinyAudioModel:
     torch.manual_seed(config.seed)
     return TinyAudioModel(config.tiny_audio_config()).to(device)
+
+
+def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
+    """Start ``model``'s projector and LoRA from a saved model trained with the same architecture."""
+    pretrained = TinyAudioModel.from_pretrained(source, encoder=model.encoder)
+    mismatched = [
+        f"{key}: run {getattr(model.config, key)!r}, init_from {getattr(pretrained.config, key)!r}"
+        for key in INIT_KEYS
+        if _comparable(getattr(model.config, key)) != _comparable(getattr(pretrained.config, key))
+    ]
+    if mismatched:
+        raise ConfigError(f"init_from={source} was trained with other model settings: {'; '.join(mismatched)}")
+    restore_trainables(model, {"projector": pretrained.trainable_state_dict(), "lora": pretrained.adapter_state_dict()})
+    logger.info(f"projector and LoRA weights initialised from {source}")
+
+
+def _comparable(value: Any) -> Any:
+    return sorted(value) if isinstance(value, (list, set, tuple)) else value
 
 
 def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -446,6 +478,8 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
 
     # -- model and data (encoding whatever is not in the feature cache yet)
     model = build_model(config, device)
+    if config.init_from and not resume:  # a resumed run's checkpoint already holds these weights
+        init_from_pretrained(model, config.init_from)
     cache = feature_cache(config, model)
     train_sources, dev = prepare_data(config, cache)
     embeddings = model.llm.get_input_embeddings().weight.detach().cpu()
