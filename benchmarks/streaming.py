@@ -276,8 +276,8 @@ def breakdown(args) -> None:
     print(f"feature mode {model.feature_mode}, k={model.config.stack_factor}, threads {torch.get_num_threads()}")
     for name, values in times.items():
         print(f"{name:36} {np.mean(values) * 1000:8.1f} ms mean  x{len(values)}")
-    print(f"{'final after the last partial':36} {np.percentile(finals, 50) * 1000:8.1f} ms p50")
-    print(f"{'final, draft already right':36} {np.percentile(converged, 50) * 1000:8.1f} ms p50")
+    print(f"{'final after the last partial':36} {percentile_ms(finals, 50):8.1f} ms p50")
+    print(f"{'final, draft already right':36} {percentile_ms(converged, 50):8.1f} ms p50")
 
 
 def timeline(args) -> None:
