@@ -213,9 +213,11 @@ def test_fine_tuning_starts_from_a_saved_model(tiny_source_dirs, tiny_data, refe
         tiny_source_dirs, tiny_data, tmp_path / "tuned", [f"init_from={reference_run / 'model'}", *frozen_lr]
     )
     tuned = TinyAudioModel.from_pretrained(train(config) / "model")
-    for name, weight in {**trained.trainable_state_dict(), **trained.adapter_state_dict()}.items():
-        expected = {**tuned.trainable_state_dict(), **tuned.adapter_state_dict()}[name]
-        assert torch.equal(weight, expected), name
+    expected = {**trained.trainable_state_dict(), **trained.adapter_state_dict()}
+    weights = {**tuned.trainable_state_dict(), **tuned.adapter_state_dict()}
+    assert weights.keys() == expected.keys()
+    for name, weight in weights.items():
+        assert torch.equal(weight, expected[name]), name
 
 
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):
