@@ -29,6 +29,32 @@ def test_projector_maps_stacked_frames_to_llm_width(name):
     assert projector.output_length(10) == 3
 
 
+def test_chunk_transformer_projects_only_new_tokens_exactly_as_a_full_pass():
+    torch.manual_seed(0)
+    projector = build_projector("chunk_transformer", 16, 24, 8, 32, layers=2, left_blocks=1).eval()
+    frames = torch.randn(1, 250, 16)  # 10 blocks of 24 frames and a partial one
+    full = projector(frames)
+    assert full.shape == (1, 32, 24)
+    for start_group in (0, 3, 6, 27):  # block-aligned, as the streaming decoder commits them
+        torch.testing.assert_close(projector.project_from(frames, start_group), full[:, start_group:])
+
+
+def test_chunk_transformer_ignores_batch_padding():
+    torch.manual_seed(0)
+    projector = build_projector("chunk_transformer", 16, 24, 8, 32, layers=2).eval()
+    long, short = torch.randn(100, 16), torch.randn(37, 16)
+    batch = torch.nn.utils.rnn.pad_sequence([long, short], batch_first=True)
+    out = projector(batch, torch.tensor([100, 37]))
+    torch.testing.assert_close(out[1, :5], projector(short[None])[0])
+    logits = projector.ctc_logits(projector.encode(batch, torch.tensor([100, 37])))
+    assert logits.shape == (2, 50, len(projector.vocabulary))
+
+
+def test_unknown_projector_options_are_named():
+    with pytest.raises(ValueError, match="do not fit the 'chunk_transformer' projector"):
+        build_projector("chunk_transformer", 16, 24, 8, 32, depth=3)
+
+
 def test_stack_frames_pads_the_last_group_so_streaming_can_project_early():
     frames = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
     stacked = stack_frames(frames, 2)

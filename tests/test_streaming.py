@@ -81,6 +81,26 @@ def test_final_equals_offline_with_three_frame_groups(tiny_config, speech):
     assert decoder.finalize() == model.transcribe(audio)
 
 
+def test_final_equals_offline_with_a_chunk_transformer_projector(tiny_config, speech):
+    """A projector with context across frames still appends each audio token to the cache once."""
+    config = TinyAudioConfig.from_dict(
+        {
+            **tiny_config.to_dict(),
+            "projector_type": "chunk_transformer",
+            "projector_options": {"layers": 2, "left_blocks": 1},
+            "stack_factor": 8,
+            **MODES["chunk-0.48-ctx-1.0"],
+        }
+    )
+    torch.manual_seed(0)
+    model = make_chatty(TinyAudioModel(config).eval())
+    audio = speech[:48000]
+    decoder = StreamingDecoder(model)
+    stream(decoder, audio, partial_every=10)
+    assert decoder._cached_groups > model.projector.context_frames // 8, "the window must slide in this test"
+    assert decoder.finalize() == model.transcribe(audio)
+
+
 def test_final_equals_offline_on_real_weights(base_model, speech, monkeypatch):
     monkeypatch.setattr(base_model.config, "chunk_seconds", 0.48)
     monkeypatch.setattr(base_model.config, "left_context_seconds", 1.0)

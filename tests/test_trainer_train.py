@@ -15,11 +15,11 @@ import pytest
 import torch
 from trainer_helpers import tiny_train_config, write_tone_manifest
 
-from pipecat_tiny_audio import CheckpointError, FeatureMode, TinyAudioModel
+from pipecat_tiny_audio import CheckpointError, FeatureMode, TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from trainer.checkpoint import list_checkpoints
 from trainer.config import ConfigError, StageConfig
-from trainer.ctc import CTCHead
+from trainer.ctc import CTCHead, character_greedy_decode
 from trainer.data import SkipCounter, Utterance
 from trainer.feature_cache import FeatureCache
 from trainer.train import (
@@ -190,6 +190,26 @@ def test_ctc_greedy_decoding_reads_the_tokens_the_frames_point_at(tiny_model):
     projected = torch.stack(frames)[None]
     assert head.greedy_decode(projected, torch.tensor([6]), embeddings) == [ids]
     assert head.greedy_decode(projected, torch.tensor([2]), embeddings) == [ids[:1]]  # padding ignored
+
+
+def test_a_chunk_transformer_learns_to_spell_with_its_own_ctc_head(tiny_config):
+    config = TinyAudioConfig.from_dict(
+        {**tiny_config.to_dict(), "projector_type": "chunk_transformer", "stack_factor": 8}
+    )
+    torch.manual_seed(0)
+    model = TinyAudioModel(config)
+    texts = ["alpha bravo charlie", "delta echo", "golf hotel india juliet"]
+    features = [torch.randn(n, config.encoder_dim) for n in (70, 50, 90)]  # 2+ frames per character
+    stage = StageConfig("ctc", steps=150, lr=3e-3, warmup_steps=0)
+    assert stage_parameters(model, None, stage) == list(model.projector.parameters())  # no LLM-embedding head
+    optimizer = make_optimizer(list(model.projector.parameters()), stage)
+    model.train()
+    for _ in range(stage.steps):
+        ctc_loss(model, None, features, texts).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    assert character_greedy_decode(model.projector, features) == texts
 
 
 # -- runs, checkpoints and resume -----------------------------------------------------------------

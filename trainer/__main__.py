@@ -55,9 +55,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from trainer.train import feature_cache, prepare_data
+    import torch
+
+    from trainer.train import feature_cache, prepare_data, thread_count
 
     config = _resolve_config(args)
+    torch.set_num_threads(thread_count(config.num_threads))
     prepare_data(config, feature_cache(config))
 
 

@@ -50,6 +50,7 @@ class StageConfig:
     batch_size: int = 8
     grad_accum: int = 1
     train_projector: bool = True  # lora stage: also keep training the projector
+    mask_features: bool = False  # SpecAugment-style time and channel masks on the cached features
 
     def __post_init__(self) -> None:
         if self.name not in STAGE_NAMES:

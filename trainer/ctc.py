@@ -1,4 +1,8 @@
-"""The alignment stage: CTC on the projector output against the LLM's own token embeddings.
+"""The alignment stage: CTC on the projector, over its own characters or the LLM's token embeddings.
+
+A projector with a CTC head of its own (``projector.vocabulary``, e.g. ``chunk_transformer``) is
+trained as a character recogniser: :func:`character_ctc_loss`, :func:`character_greedy_decode`.
+Otherwise the alignment is CTC against the LLM's own token embeddings (:class:`CTCHead`):
 
 With a frozen LLM and the LM loss alone, the projector learns too slowly for a CPU budget: the
 LLM writes fluent text from its prior and ignores the audio (DESIGN.md, "Training on 2 CPU
@@ -68,3 +72,27 @@ class CTCHead(nn.Module):
             path = torch.unique_consecutive(row[:n])
             decoded.append(self.token_ids.cpu()[path[path > 0] - 1].tolist())
         return decoded
+
+
+def _pad(features: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    padded = nn.utils.rnn.pad_sequence(features, batch_first=True).to(device)
+    return padded, torch.tensor([f.shape[0] for f in features], device=device)
+
+
+def character_ctc_loss(projector: nn.Module, features: list[torch.Tensor], texts: Sequence[str]) -> torch.Tensor:
+    """Mean CTC loss per target character of the projector's own head."""
+    padded, frames = _pad(features, next(projector.parameters()).device)
+    log_probs = projector.ctc_logits(projector.encode(padded, frames)).float().log_softmax(-1).transpose(0, 1)
+    targets = [projector.vocabulary.encode(t) for t in texts]
+    flat = torch.tensor([t for row in targets for t in row], dtype=torch.long, device=padded.device)
+    target_lengths = torch.tensor([len(row) for row in targets], dtype=torch.long, device=padded.device)
+    return nn.functional.ctc_loss(log_probs, flat, projector.body_lengths(frames), target_lengths, zero_infinity=True)
+
+
+@torch.no_grad()
+def character_greedy_decode(projector: nn.Module, features: list[torch.Tensor]) -> list[str]:
+    """Best-path text of the projector's CTC head for each utterance's frames."""
+    padded, frames = _pad(features, next(projector.parameters()).device)
+    best = projector.ctc_logits(projector.encode(padded, frames)).argmax(-1).cpu()
+    lengths = projector.body_lengths(frames).tolist()
+    return [projector.vocabulary.best_path(row[:n].tolist()) for row, n in zip(best, lengths, strict=True)]

@@ -57,7 +57,10 @@ ESPEAK_VARIANTS = (
     "victor", "zac", "Alicia", "Lee", "iven",
 )  # fmt: skip
 FLITE_EXCLUDED = {"awb_time"}  # a limited-domain voice that can only say times
-DEFAULT_HOLDOUT_VOICES = ("espeak:en-029", "flite:awb")
+# The unseen-voice test: every voice of the CMU ARCTIC slt speaker and every Festival HTS voice are
+# never trained on, whatever --holdout-voices says (neither are Piper voices, which no engine here has).
+UNSEEN_SPEAKERS = ("slt",)
+DEFAULT_HOLDOUT_VOICES = ("espeak:en-029", "flite:awb", "flite:slt", "festival:cmu_us_slt_arctic_hts")
 SPLITS = {"train": 0, "heldout": 1}
 
 
@@ -71,6 +74,13 @@ class Voice:
     @property
     def name(self) -> str:
         return f"{self.engine}:{self.ident}"
+
+
+def never_trained_on(voice: str) -> bool:
+    """True for the voices reserved for the unseen-voice test: the slt speaker's, HTS and Piper voices."""
+    engine, _, ident = voice.partition(":")
+    speaker_parts = re.split(r"[_+-]", ident)
+    return engine == "piper" or ident.endswith("_hts") or any(s in speaker_parts for s in UNSEEN_SPEAKERS)
 
 
 def voice_matches(voice: str, patterns: Sequence[str]) -> bool:
@@ -254,7 +264,7 @@ def plan_corpus(
     if not sentences:
         raise ValueError("no sentences to synthesize")
     augment = augment or AugmentConfig()
-    train_voices = [v for v in voices if not voice_matches(v.name, holdout_voices)]
+    train_voices = [v for v in voices if not voice_matches(v.name, holdout_voices) and not never_trained_on(v.name)]
     heldout_voices = [v for v in voices if voice_matches(v.name, holdout_voices)]
     if not train_voices:
         raise ValueError(f"every available voice is held out by {list(holdout_voices)}")
@@ -625,7 +635,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_HOLDOUT_VOICES),
         metavar="VOICE",
         help="voices (or voice prefixes like espeak:en-029) kept out of training and spoken in heldout/ "
-        f"(default: {' '.join(DEFAULT_HOLDOUT_VOICES)}; give the option alone to hold out nothing)",
+        f"(default: {' '.join(DEFAULT_HOLDOUT_VOICES)}; give the option alone to hold out nothing; the slt "
+        "speaker's, HTS and Piper voices are never trained on either way)",
     )
     parser.add_argument("--heldout-n", type=int, default=300, help="number of held-out clips (default 300)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")

@@ -45,9 +45,10 @@ from trainer.checkpoint import (
     set_rng_state,
 )
 from trainer.config import Config, ConfigError, StageConfig, save_config
-from trainer.ctc import CTCHead
+from trainer.ctc import CTCHead, character_ctc_loss, character_greedy_decode
 from trainer.data import SkipCounter, Utterance, load_source, mix_sources
 from trainer.feature_cache import Example, FeatureCache
+from trainer.feature_masking import mask_features
 from trainer.metrics import cer, normalize, wer
 
 METRICS_FILE = "metrics.jsonl"
@@ -158,6 +159,7 @@ INIT_KEYS = (
     "projector_type",
     "stack_factor",
     "projector_hidden_dim",
+    "projector_options",
     "lora_rank",
     "lora_alpha",
     "lora_target_modules",
@@ -192,11 +194,17 @@ def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.
     """Projected audio (B, N, d_llm) and valid lengths of a list of (frames, d) features."""
     device = next(model.projector.parameters()).device
     padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True).to(device)
+    frames = torch.tensor([f.shape[0] for f in features], device=device)
     lengths = torch.tensor([model.projector.output_length(f.shape[0]) for f in features])
-    return model.projector(padded), lengths
+    return model.projector(padded, frames), lengths
 
 
-def ctc_loss(model: TinyAudioModel, head: CTCHead, features: list[torch.Tensor], texts: list[str]) -> torch.Tensor:
+def ctc_loss(
+    model: TinyAudioModel, head: CTCHead | None, features: list[torch.Tensor], texts: list[str]
+) -> torch.Tensor:
+    """The alignment loss: the projector's own character CTC head if it has one (``head`` is None)."""
+    if head is None:
+        return character_ctc_loss(model.projector, features, texts)
     projected, lengths = project(model, features)
     embeddings = model.llm.get_input_embeddings().weight
     return head.loss(projected, lengths, head.targets(texts, model.tokenizer), embeddings)
@@ -237,7 +245,7 @@ def stage_parameters(model: TinyAudioModel, head: CTCHead | None, stage: StageCo
     named = []
     if stage.name in ("ctc", "lm") or stage.train_projector:
         named += list(model.projector.named_parameters())
-    if stage.name == "ctc":
+    if stage.name == "ctc" and head is not None:
         named += list(head.named_parameters())
     if stage.name == "lora":
         lora = [(n, p) for n, p in model.llm.named_parameters() if "lora_" in n]
@@ -289,7 +297,11 @@ def evaluate_dev(
         hyps = []
         embeddings = model.llm.get_input_embeddings().weight
         for start in range(0, len(dev), 16):
-            projected, lengths = project(model, [cache.load(e.key) for e in dev[start : start + 16]])
+            features = [cache.load(e.key) for e in dev[start : start + 16]]
+            if head is None:
+                hyps += character_greedy_decode(model.projector, features)
+                continue
+            projected, lengths = project(model, features)
             for ids in head.greedy_decode(projected, lengths, embeddings):
                 hyps.append(model.tokenizer.decode(ids, skip_special_tokens=True).strip())
     else:
@@ -301,6 +313,7 @@ def evaluate_dev(
     for source in sorted({e.source for e in subset}):
         pairs = [(r, h) for e, r, h in zip(subset, refs, hyps, strict=True) if e.source == source]
         result[f"dev_wer/{source}"] = wer([r for r, _ in pairs], [h for _, h in pairs])
+        result[f"dev_cer/{source}"] = cer([r for r, _ in pairs], [h for _, h in pairs])
     for ref, hyp in list(zip(refs, hyps, strict=True))[:3]:
         logger.info(f"  ref: {ref}\n  hyp: {hyp}")
     model.train()
@@ -439,6 +452,8 @@ def train_step(
     total = 0.0
     for batch in batches:
         features = [cache.load(e.key) for e in batch]
+        if stage.mask_features:
+            features = [mask_features(f) for f in features]
         texts = [e.text for e in batch]
         with autocast():
             loss = ctc_loss(model, head, features, texts) if stage.name == "ctc" else lm_loss(model, features, texts)
@@ -484,7 +499,7 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
     train_sources, dev = prepare_data(config, cache)
     embeddings = model.llm.get_input_embeddings().weight.detach().cpu()
     head = None
-    if any(stage.name == "ctc" for stage in config.stages):
+    if any(stage.name == "ctc" for stage in config.stages) and model.projector.vocabulary is None:
         texts = [e.text for rows, _ in train_sources for e in rows]
         head = CTCHead.for_texts(texts, model.tokenizer, embeddings).to(device)
 

@@ -21,6 +21,8 @@ class TinyAudioConfig(PretrainedConfig):
         projector_type: a name registered with :func:`~pipecat_tiny_audio.projectors.register_projector`.
         stack_factor: encoder frames (20 ms each) stacked into one audio token.
         projector_hidden_dim: projector hidden width (``None``: the LLM's hidden size).
+        projector_options: the projector class's own keyword arguments (e.g. ``layers`` of
+            ``chunk_transformer``); ``None`` keeps its defaults.
         lora_rank: LoRA rank; 0 means no adapter.
         lora_alpha, lora_dropout, lora_target_modules: the ``peft.LoraConfig`` settings.
         user_prompt: the user turn; ``audio_token`` marks where the audio goes (once). Our default
@@ -44,6 +46,7 @@ class TinyAudioConfig(PretrainedConfig):
         projector_type: str = "mlp",
         stack_factor: int = 4,
         projector_hidden_dim: int | None = 1024,
+        projector_options: dict | None = None,
         encoder_dim: int | None = None,
         llm_dim: int | None = None,
         lora_rank: int = 8,
@@ -64,6 +67,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.projector_type = projector_type
         self.stack_factor = stack_factor
         self.projector_hidden_dim = projector_hidden_dim
+        self.projector_options = projector_options
         self.encoder_dim = encoder_dim
         self.llm_dim = llm_dim
         self.lora_rank = lora_rank

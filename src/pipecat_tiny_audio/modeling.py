@@ -83,6 +83,7 @@ class TinyAudioModel(PreTrainedModel):
             config.llm_dim,
             config.stack_factor,
             config.projector_hidden_dim or config.llm_dim,
+            **(config.projector_options or {}),
         )
         embeddings = llm.get_input_embeddings().weight
         self.projector.init_output_scale(float(embeddings.float().pow(2).mean().sqrt()))
@@ -164,7 +165,7 @@ class TinyAudioModel(PreTrainedModel):
     ) -> torch.Tensor:
         """Token embeddings with projected audio written over the ``<audio>`` placeholders."""
         embeds = self.embed_tokens(input_ids)
-        audio = self.projector(audio_features.to(embeds.device))
+        audio = self.projector(audio_features.to(embeds.device), audio_lengths.to(embeds.device))
         n_tokens = -(-audio_lengths.to(embeds.device) // self.config.stack_factor)
         valid = torch.arange(audio.shape[1], device=embeds.device)[None, :] < n_tokens[:, None]
         mask = (input_ids == self.prompt.audio_token_id).to(embeds.device)

@@ -271,7 +271,7 @@ class StreamingDecoder:
         features = self._features(final)
         model = self.model
         # Audio tokens not yet in the cache go into the same forward pass as the suffix and draft.
-        new = model.projector(features[self._cached_groups * self._k :].unsqueeze(0))
+        new = model.projector.project_from(features.unsqueeze(0), self._cached_groups)
         suffix = model.embed_tokens(self._suffix_ids)
 
         def llm(**kwargs):
