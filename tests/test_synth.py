@@ -21,6 +21,7 @@ from trainer.synth import (
     build_corpus,
     colored_noise,
     discover_voices,
+    never_trained_on,
     plan_corpus,
     synth_main,
     voice_matches,
@@ -140,6 +141,17 @@ def test_plan_is_a_function_of_the_seed_only() -> None:
     assert plan_corpus(SENTENCES, 20, seed=1, voices=voices, n_heldout=0)[0] == first[:20]
     assert len({clip.voice for clip in first}) > 10
     assert {clip.noise for clip in first} >= {"none", "pink"}
+
+
+@needs_tts
+def test_the_unseen_voice_test_speakers_are_never_trained_on_even_when_nothing_is_held_out() -> None:
+    voices = discover_voices()
+    assert {"flite:slt", "festival:cmu_us_slt_arctic_hts"} <= {v.name for v in voices}
+    train, _ = plan_corpus(SENTENCES, 400, seed=1, voices=voices, holdout_voices=(), n_heldout=0)
+    trained = {clip.voice for clip in train}
+    assert not [v for v in trained if "slt" in v or v.endswith("_hts")]
+    assert {"flite:kal", "festival:kal_diphone"} <= trained  # other voices of those engines still are
+    assert never_trained_on("piper:en_US-lessac-medium") and not never_trained_on("flite:rms")
 
 
 @needs_tts
