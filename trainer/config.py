@@ -51,6 +51,7 @@ class StageConfig:
     grad_accum: int = 1
     train_projector: bool = True  # lora stage: also keep training the projector
     mask_features: bool = False  # SpecAugment-style time and channel masks on the cached features
+    ctc_weight: float = 0.0  # lm/lora stages: add this times the alignment loss (keeps the recogniser aligned)
 
     def __post_init__(self) -> None:
         if self.name not in STAGE_NAMES:
@@ -94,7 +95,7 @@ class Config:
     grad_clip: float = 1.0
     log_every: int = 10
     eval_every: int = 500  # 0: only at the end of each stage
-    eval_max_utterances: int = 40  # LM decoding is slow on a CPU: a fixed subset of the dev set
+    eval_max_utterances: int = 40  # LM decoding is slow on a CPU: a fixed subset of each dev source (0: all)
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
 

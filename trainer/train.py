@@ -279,6 +279,39 @@ def make_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> torc
 
 
 @torch.no_grad()
+def ctc_transcripts(model: TinyAudioModel, head: CTCHead | None, features: list[torch.Tensor]) -> list[str]:
+    """Greedy CTC transcripts of the alignment head (the projector's own, or ``head``)."""
+    if head is None:
+        return character_greedy_decode(model.projector, features)
+    projected, lengths = project(model, features)
+    ids = head.greedy_decode(projected, lengths, model.llm.get_input_embeddings().weight)
+    return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+
+
+def error_rates(prefix: str, subset: list[Example], hyps: list[str]) -> dict[str, float]:
+    """``{prefix}_wer``/``_cer`` over ``subset``, and per source as ``{prefix}_wer/{source}``."""
+    refs = [e.text for e in subset]
+    result = {f"{prefix}_wer": wer(refs, hyps), f"{prefix}_cer": cer(refs, hyps)}
+    for source in sorted({e.source for e in subset}):
+        pairs = [(r, h) for e, r, h in zip(subset, refs, hyps, strict=True) if e.source == source]
+        result[f"{prefix}_wer/{source}"] = wer([r for r, _ in pairs], [h for _, h in pairs])
+        result[f"{prefix}_cer/{source}"] = cer([r for r, _ in pairs], [h for _, h in pairs])
+    for ref, hyp in list(zip(refs, hyps, strict=True))[:3]:
+        logger.info(f"  ref: {ref}\n  hyp: {hyp}")
+    return result
+
+
+def evenly_spaced(dev: list[Example], per_source: int) -> list[Example]:
+    """Up to ``per_source`` evenly spaced utterances of each dev source (all for 0)."""
+    subset = []
+    for source in dict.fromkeys(e.source for e in dev):
+        rows = [e for e in dev if e.source == source]
+        stride = max(1, len(rows) // per_source) if per_source > 0 else 1
+        subset += rows[::stride][:per_source] if per_source > 0 else rows
+    return subset
+
+
+@torch.no_grad()
 def evaluate_dev(
     model: TinyAudioModel,
     head: CTCHead | None,
@@ -287,35 +320,25 @@ def evaluate_dev(
     cache: FeatureCache,
     max_utterances: int,
 ) -> dict[str, Any]:
-    """Dev WER/CER: greedy CTC decoding of the projector in the ctc stage, LLM decoding after it.
+    """Dev WER/CER: greedy CTC decoding of the alignment head on every dev utterance (``ctc_*``), and
+    after the ctc stage LLM decoding (``dev_*``) of ``max_utterances`` per dev source.
 
-    LLM decoding costs ~70 ms per token on a CPU, so it runs on a fixed, evenly spaced subset.
+    LLM decoding costs ~70 ms per token on a CPU, hence the evenly spaced subset.
     """
     model.eval()
-    if stage.name == "ctc":
-        subset = dev
+    result: dict[str, Any] = {}
+    if stage.name == "ctc" or head is not None or model.projector.vocabulary is not None:
         hyps = []
-        embeddings = model.llm.get_input_embeddings().weight
         for start in range(0, len(dev), 16):
-            features = [cache.load(e.key) for e in dev[start : start + 16]]
-            if head is None:
-                hyps += character_greedy_decode(model.projector, features)
-                continue
-            projected, lengths = project(model, features)
-            for ids in head.greedy_decode(projected, lengths, embeddings):
-                hyps.append(model.tokenizer.decode(ids, skip_special_tokens=True).strip())
+            hyps += ctc_transcripts(model, head, [cache.load(e.key) for e in dev[start : start + 16]])
+        result.update(error_rates("ctc", dev, hyps))
+    if stage.name == "ctc":
+        result.update({key.replace("ctc_", "dev_", 1): value for key, value in result.items()})
+        result["dev_utterances"] = len(dev)
     else:
-        stride = max(1, len(dev) // max_utterances) if max_utterances > 0 else 1
-        subset = dev[::stride][:max_utterances] if max_utterances > 0 else dev
+        subset = evenly_spaced(dev, max_utterances)
         hyps = [model.transcribe_features(cache.load(e.key)) for e in subset]
-    refs = [e.text for e in subset]
-    result = {"dev_wer": wer(refs, hyps), "dev_cer": cer(refs, hyps), "dev_utterances": len(subset)}
-    for source in sorted({e.source for e in subset}):
-        pairs = [(r, h) for e, r, h in zip(subset, refs, hyps, strict=True) if e.source == source]
-        result[f"dev_wer/{source}"] = wer([r for r, _ in pairs], [h for _, h in pairs])
-        result[f"dev_cer/{source}"] = cer([r for r, _ in pairs], [h for _, h in pairs])
-    for ref, hyp in list(zip(refs, hyps, strict=True))[:3]:
-        logger.info(f"  ref: {ref}\n  hyp: {hyp}")
+        result.update(error_rates("dev", subset, hyps), dev_utterances=len(subset))
     model.train()
     model.encoder.eval()
     return result
@@ -456,7 +479,12 @@ def train_step(
             features = [mask_features(f) for f in features]
         texts = [e.text for e in batch]
         with autocast():
-            loss = ctc_loss(model, head, features, texts) if stage.name == "ctc" else lm_loss(model, features, texts)
+            if stage.name == "ctc":
+                loss = ctc_loss(model, head, features, texts)
+            else:
+                loss = lm_loss(model, features, texts)
+                if stage.ctc_weight:
+                    loss = loss + stage.ctc_weight * ctc_loss(model, head, features, texts)
         scaler.scale(loss / len(batches)).backward()
         total += loss.item() / len(batches)
     scaler.unscale_(optimizer)
@@ -499,7 +527,8 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
     train_sources, dev = prepare_data(config, cache)
     embeddings = model.llm.get_input_embeddings().weight.detach().cpu()
     head = None
-    if any(stage.name == "ctc" for stage in config.stages) and model.projector.vocabulary is None:
+    aligned = any(stage.name == "ctc" or stage.ctc_weight for stage in config.stages)
+    if aligned and model.projector.vocabulary is None:
         texts = [e.text for rows, _ in train_sources for e in rows]
         head = CTCHead.for_texts(texts, model.tokenizer, embeddings).to(device)
 
