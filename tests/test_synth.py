@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from trainer.kokoro_tts import kokoro_available
 from trainer.synth import (
     AugmentConfig,
     CorpusReport,
@@ -110,6 +111,8 @@ def test_same_seed_gives_the_same_manifest_and_audio(corpus: Path, tmp_path: Pat
     build(again, workers=2)
 
     assert read_manifest(again / "manifest.jsonl") == read_manifest(corpus / "manifest.jsonl")
+    if kokoro_available():  # neural voices too are identical across worker processes
+        assert any(r["voice"].startswith("kokoro:") for r in read_manifest(corpus / "manifest.jsonl"))
     for row in read_manifest(corpus / "manifest.jsonl"):
         assert np.array_equal(sf.read(again / row["audio"])[0], sf.read(corpus / row["audio"])[0])
 
