@@ -116,11 +116,11 @@ def mix_styles(bundled: dict[str, np.ndarray], number: int, perturbation: float 
     """The style table and accent of voice ``number``: a deterministic function of ``number`` alone.
 
     ``bundled`` maps the package's voice names to their (510, 256) tables. Pitch follows the prosody
-    half: a share ``w`` of the male tables ("jm_...") there takes the voice from ~240 Hz (w = 0) to
+    half: a share ``w`` of the male tables ("jm_...") there takes a female voice (235-320 Hz) down to
     ~100 Hz (w = 1), all intelligible. So 45 % of the voices are low (w in 0.55-1 for prosody, 0.3-1 for
-    timbre), the rest high (w < 0.3); the other weight is a Dirichlet(0.6) mix of the female tables,
-    drawn separately per half. A fixed random offset of ``perturbation`` x the spread between the
-    bundled voices (per dimension) then moves the voice off their convex hull a little.
+    timbre; ~120 Hz measured), the rest high (w < 0.3; 190-280 Hz); the other weight is a Dirichlet(0.6)
+    mix of the female tables, drawn separately per half. A fixed random offset of ``perturbation`` x the
+    spread between the bundled voices (per dimension) then moves the voice off their convex hull a little.
     """
     names = sorted(bundled)
     male = np.array([re.match(r"[a-z]m_", n) is not None for n in names])
