@@ -240,6 +240,21 @@ def test_fine_tuning_starts_from_a_saved_model(tiny_source_dirs, tiny_data, refe
         assert torch.equal(weight, expected[name]), name
 
 
+def test_llm_stages_start_from_an_alignment_model_without_lora(tiny_source_dirs, tiny_data, tmp_path):
+    ctc_only = ["model.lora_rank=0", "stages=[{name: ctc, steps: 2, lr: 0.01, warmup_steps: 0, batch_size: 4}]"]
+    aligned = TinyAudioModel.from_pretrained(
+        train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "ctc", ctc_only)) / "model"
+    )
+    frozen_lr = ["stages=[{name: lora, steps: 1, lr: 0.0, warmup_steps: 0, batch_size: 2}]"]
+    config = tiny_train_config(
+        tiny_source_dirs, tiny_data, tmp_path / "lora", [f"init_from={tmp_path / 'ctc' / 'model'}", *frozen_lr]
+    )
+    tuned = TinyAudioModel.from_pretrained(train(config) / "model")
+    assert tuned.config.lora_rank == 4 and aligned.config.lora_rank == 0
+    for name, weight in tuned.trainable_state_dict().items():
+        assert torch.equal(weight, aligned.trainable_state_dict()[name]), name
+
+
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):
     overrides = [f"init_from={reference_run / 'model'}", "model.projector_hidden_dim=64"]
     with pytest.raises(ConfigError, match="projector_hidden_dim: run 64, init_from 32"):

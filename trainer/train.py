@@ -173,11 +173,16 @@ def build_model(config: Config, device: torch.device) -> TinyAudioModel:
 
 
 def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
-    """Start ``model``'s projector and LoRA from a saved model trained with the same architecture."""
+    """Start ``model``'s projector and LoRA from a saved model trained with the same architecture.
+
+    A saved model without LoRA (an alignment-stage model) initialises the projector only, whatever
+    this run's LoRA settings: the LLM stages then start from an aligned recogniser.
+    """
     pretrained = TinyAudioModel.from_pretrained(source, encoder=model.encoder)
+    keys = INIT_KEYS if pretrained.config.lora_rank > 0 else [k for k in INIT_KEYS if not k.startswith("lora_")]
     mismatched = [
         f"{key}: run {getattr(model.config, key)!r}, init_from {getattr(pretrained.config, key)!r}"
-        for key in INIT_KEYS
+        for key in keys
         if _comparable(getattr(model.config, key)) != _comparable(getattr(pretrained.config, key))
     ]
     if mismatched:
