@@ -273,6 +273,9 @@ class TestAudioInput:
             (np.zeros(10, dtype=np.int64), {}, "unsupported audio dtype"),
             (np.zeros((10, 2), dtype=np.float32), {"num_channels": 1}, "expected 1 channel"),
             (np.zeros(10, dtype=np.float32), {"sample_rate": 0}, "sample_rate"),
+            (np.full(16000, 3000.0, dtype=np.float32), {}, "must be in \\[-1, 1\\]"),  # int16 values as float
+            (np.full((2, 16000), 0.1, dtype=np.float32), {}, "more channels than samples"),  # (channels, samples)
+            (np.array([0.5], dtype=np.float32), {}, "shorter than one 20 ms frame"),
         ],
     )
     def test_bad_audio_is_refused_clearly(self, tiny_model, audio, kwargs, message):

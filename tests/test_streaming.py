@@ -189,7 +189,24 @@ def test_bad_audio_is_refused(chatty):
         decoder.feed(np.array([0.1, np.nan], np.float32))
     with pytest.raises(AudioInputError):
         decoder.feed(np.zeros((10, 2), np.float32))
+    with pytest.raises(AudioInputError, match="must be in \\[-1, 1\\]"):
+        decoder.feed(np.full(320, 3000.0, np.float32))  # int16 values stored as floats
+    with pytest.raises(AudioInputError, match="unsupported audio dtype"):
+        decoder.feed(np.zeros(320, np.int32))
     assert decoder.audio_seconds == 0
+
+
+def test_int16_audio_is_scaled_and_gives_the_float_transcript(chatty, speech):
+    pcm = (speech * 32767).astype(np.int16)
+    decoder = StreamingDecoder(chatty)
+    decoder.feed(pcm)
+    assert decoder.finalize() == chatty.transcribe(pcm.astype(np.float32) / 32768)
+
+
+def test_less_than_one_frame_of_audio_gives_empty_text(chatty):
+    decoder = StreamingDecoder(chatty)
+    decoder.feed(np.array([0.5], np.float32))
+    assert decoder.partial().text == "" and decoder.finalize() == ""
 
 
 def test_interrupted_partial_keeps_the_decoder_consistent(chatty, speech, monkeypatch):

@@ -12,6 +12,10 @@ import soxr
 import torch
 
 SAMPLE_RATE = 16_000
+MIN_SAMPLES = SAMPLE_RATE // 50  # one 20 ms encoder frame: anything shorter has nothing to transcribe
+# Float audio is full scale at 1.0. Resampling and mixing may overshoot a little; a peak beyond this
+# is not audio in [-1, 1] (usually int16 values handed over as floats).
+MAX_FLOAT_PEAK = 2.0
 
 
 class AudioInputError(ValueError):
@@ -27,6 +31,27 @@ def pcm16_to_float(pcm: bytes, num_channels: int = 1) -> np.ndarray:
         )
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
     return samples.reshape(-1, num_channels)
+
+
+def as_float_samples(audio: np.ndarray) -> np.ndarray:
+    """``audio`` as float32 in [-1, 1]: int16 is scaled by 1/32768, float is checked, the rest refused.
+
+    Raises :class:`AudioInputError` for other dtypes, NaN/Inf, or float samples far outside [-1, 1].
+    """
+    if audio.dtype == np.int16:
+        return audio.astype(np.float32) / 32768.0
+    if audio.dtype.kind != "f":
+        raise AudioInputError(f"unsupported audio dtype {audio.dtype}; use int16 PCM or float samples in [-1, 1]")
+    data = audio.astype(np.float32, copy=False)
+    if not np.isfinite(data).all():
+        raise AudioInputError("audio contains NaN or Inf samples")
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioInputError(
+            f"float audio must be in [-1, 1], got a peak of {peak:g}; int16 values stored as floats "
+            "need dividing by 32768 (or pass the int16 array itself)"
+        )
+    return data
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -45,8 +70,9 @@ def to_model_audio(
 
     Accepts int16 PCM ``bytes`` (interleaved when ``num_channels`` > 1), int16 arrays and float
     arrays shaped ``(samples,)`` or ``(samples, channels)``. Channels are averaged. Raises
-    :class:`AudioInputError` for NaN/Inf samples, unsupported dtypes or nonsense rates; empty
-    audio is returned as an empty array (the model transcribes it as "").
+    :class:`AudioInputError` for NaN/Inf samples, float samples far outside [-1, 1], unsupported
+    dtypes, channels-first arrays (more channels than samples) or nonsense rates; empty audio is
+    returned as an empty array (the model transcribes it as "").
     """
     if not isinstance(sample_rate, int | np.integer) or not 1000 <= sample_rate <= 384_000:
         raise AudioInputError(f"sample_rate must be an integer in Hz (1000..384000), got {sample_rate!r}")
@@ -55,17 +81,16 @@ def to_model_audio(
     else:
         if isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
-        data = np.asarray(audio)
-        if data.dtype == np.int16:
-            data = data.astype(np.float32) / 32768.0
-        elif data.dtype.kind == "f":
-            data = data.astype(np.float32, copy=False)
-        else:
-            raise AudioInputError(f"unsupported audio dtype {data.dtype}; use int16 PCM or float samples")
+        data = as_float_samples(np.asarray(audio))
         if data.ndim == 1:
             data = data.reshape(-1, 1)
         elif data.ndim != 2:
             raise AudioInputError(f"audio must be 1-D or (samples, channels), got shape {data.shape}")
+        elif data.shape[1] > data.shape[0]:
+            raise AudioInputError(
+                f"audio shaped {data.shape} has more channels than samples: arrays are (samples, channels); "
+                "for (channels, samples) pass audio.T"
+            )
         if num_channels is not None and data.shape[1] != num_channels:
             raise AudioInputError(f"expected {num_channels} channel(s), got array shaped {data.shape}")
     if not np.isfinite(data).all():

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from pipecat_tiny_audio.audio import SAMPLE_RATE, to_model_audio
+from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, to_model_audio
 from pipecat_tiny_audio.configuration import TinyAudioConfig
 from pipecat_tiny_audio.decoding import greedy_decode
 from pipecat_tiny_audio.features import FeatureMode, encode_audio
@@ -216,11 +216,19 @@ class TinyAudioModel(PreTrainedModel):
     ) -> str:
         """Transcript of one utterance. Empty or digitally silent audio gives ``""``.
 
-        Accepts int16 PCM bytes or int16/float arrays at any rate and channel count; NaN/Inf
-        samples raise :class:`~pipecat_tiny_audio.audio.AudioInputError`.
+        Accepts int16 PCM bytes or int16/float arrays (``(samples,)`` or ``(samples, channels)``) at
+        any rate and channel count. Input that is not audio raises
+        :class:`~pipecat_tiny_audio.audio.AudioInputError` (see :func:`to_model_audio`), and so does
+        audio shorter than one 20 ms encoder frame.
         """
         samples = to_model_audio(audio, sample_rate, num_channels)
-        if samples.size == 0 or float(np.abs(samples).max()) < SILENCE_PEAK:
+        if samples.size == 0:
+            return ""
+        if samples.size < MIN_SAMPLES:
+            raise AudioInputError(
+                f"{samples.size} samples at 16 kHz is shorter than one 20 ms frame: nothing to transcribe"
+            )
+        if float(np.abs(samples).max()) < SILENCE_PEAK:
             return ""
         return self.transcribe_features(self.encode(samples))
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
+from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, as_float_samples
 from pipecat_tiny_audio.decoding import greedy_decode, truncate_cache
 from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
@@ -158,15 +158,16 @@ class StreamingDecoder:
         self._new_segment()
 
     def feed(self, audio: np.ndarray) -> None:
-        """Append 16 kHz mono float32 samples, encoding every chunk they complete.
+        """Append 16 kHz mono samples (float in [-1, 1], or int16, which is scaled), encoding every
+        chunk they complete.
 
-        Raises :class:`~pipecat_tiny_audio.audio.AudioInputError` for NaN/Inf or non-1-D input.
+        Raises :class:`~pipecat_tiny_audio.audio.AudioInputError` for non-1-D input, other dtypes,
+        NaN/Inf, or float samples far outside [-1, 1].
         """
-        audio = np.asarray(audio, dtype=np.float32)
+        audio = np.asarray(audio)
         if audio.ndim != 1:
             raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
-        if not np.isfinite(audio).all():
-            raise AudioInputError("audio contains NaN or Inf samples")
+        audio = as_float_samples(audio)
         while audio.size:
             room = self._max_samples - self._audio.size
             self._append(audio[:room])
@@ -265,7 +266,7 @@ class StreamingDecoder:
         if covers == self._decoded:
             return self._tokens
         self._decoded = covers
-        if covers == 0 or self._peak < SILENCE_PEAK:
+        if covers == 0 or self._offset + covers < MIN_SAMPLES or self._peak < SILENCE_PEAK:  # nothing said
             self._tokens = []
             return self._tokens
         features = self._features(final)
