@@ -275,3 +275,48 @@ async def test_real_weights_stream_end_to_end(base_model, speech):
     assert_well_formed(down)
     stops = [f for f in down if isinstance(f, VADUserStoppedSpeakingFrame)]
     assert len(finals(down)) == len(stops) >= 1
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"max_segment_seconds": 60},
+        {"max_segment_seconds": 0.5},
+        {"partial_interval": 0},
+        {"pre_roll_secs": -0.1},
+        {"num_threads": 0},
+        {"ttfs_p99_latency": -1},
+        {"vad_params": VADParams(confidence=1.5)},
+        {"vad_params": VADParams(stop_secs=-0.2)},
+    ],
+    ids=[
+        "segment-60s",
+        "segment-0.5s",
+        "partial-0",
+        "pre-roll-negative",
+        "threads-0",
+        "ttfs-negative",
+        "vad-confidence-1.5",
+        "vad-stop-negative",
+    ],
+)
+def test_out_of_range_settings_are_refused_when_constructed(model, setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        TinyAudioSTT(model=model, **setting)
+
+
+async def test_a_decode_task_that_dies_is_a_fatal_error_not_silence(model, speech, monkeypatch):
+    """E.g. no memory for a decoder: the pipeline is told at once, and audio stops piling up."""
+
+    def decoder_that_cannot_start(*args, **kwargs):
+        raise RuntimeError("not enough memory for the KV cache")
+
+    monkeypatch.setattr(stt_module, "StreamingDecoder", decoder_that_cannot_start)
+    stt = TinyAudioSTT(model=model)
+    down, up = await run_test(with_vad(stt), frames_to_send=audio_frames(utterance(speech[0])))
+    errors = [f for f in up if isinstance(f, ErrorFrame)]
+    assert len(errors) == 1 and "not enough memory" in errors[0].error
+    assert not stt.is_usable  # Pipecat 1.14's fatal: the worker's ProcessorUnusablePolicy decides
+    assert finals(down) == []
+    assert not stt._commands, "commands queued for a decode task that is gone"

@@ -32,6 +32,7 @@ from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
 
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
 CUT_SEARCH_FRACTION = 0.2  # look for the quietest point in the last 20 % of a too-long segment
+MAX_SEGMENT_RANGE = (1.0, 30.0)  # seconds: at most Whisper's window
 CUT_SMOOTHING_FRAMES = 5  # energy averaged over 100 ms, so a cut lands in a pause, not a stop consonant
 
 
@@ -128,8 +129,9 @@ class StreamingDecoder:
     """
 
     def __init__(self, model: TinyAudioModel, *, max_segment_seconds: float = 25.0):
-        if not 1.0 <= max_segment_seconds <= 30.0:
-            raise ValueError(f"max_segment_seconds must be between 1 and 30 s, got {max_segment_seconds}")
+        low, high = MAX_SEGMENT_RANGE
+        if not low <= max_segment_seconds <= high:
+            raise ValueError(f"max_segment_seconds must be between {low:g} and {high:g} s, got {max_segment_seconds}")
         self.model = model
         self._mode = model.feature_mode
         self._k = model.config.stack_factor

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import threading
 import time
@@ -59,7 +60,7 @@ from pipecat.utils.tracing.service_decorators import traced_stt
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
 from pipecat_tiny_audio.configuration import TinyAudioConfig
 from pipecat_tiny_audio.modeling import TinyAudioModel
-from pipecat_tiny_audio.streaming import StreamingDecoder
+from pipecat_tiny_audio.streaming import MAX_SEGMENT_RANGE, StreamingDecoder
 from pipecat_tiny_audio.vad import VadBuffer, VadEvent
 
 DEFAULT_MODEL = "default"
@@ -71,6 +72,7 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 TINY_AUDIO_TTFS_P99 = 0.5
 HOLD_MARGIN_SECS = 0.5  # a pause held this long past the VAD's stop_secs without a stop is fed after all
 PARTIAL_DUTY = 3.0  # partials take at most about a third of real time
+MAX_PRE_ROLL_SECS = 5.0
 
 
 # -- one model per process ------------------------------------------------------------------
@@ -232,6 +234,26 @@ class _Session:
         return self.active and not self.holding and self.decoder.audio_seconds >= self.next_partial_at
 
 
+def _check_seconds(name: str, value: Any, low: float, high: float = math.inf) -> None:
+    """``value`` must be a real number of seconds in [low, high]; else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        limits = f"between {low:g} and {high:g} s" if high < math.inf else f">= {low:g} s"
+        raise ValueError(f"TinyAudioSTT: {name} must be a number of seconds {limits}, got {value!r}")
+
+
+def _check_vad_params(params: VADParams | None) -> None:
+    if params is None:
+        return
+    if not isinstance(params, VADParams):
+        raise ValueError(f"TinyAudioSTT: vad_params must be a pipecat VADParams, got {type(params).__name__}")
+    for name in ("confidence", "min_volume"):
+        value = getattr(params, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"TinyAudioSTT: vad_params.{name} must be between 0 and 1, got {value!r}")
+    for name in ("start_secs", "stop_secs"):
+        _check_seconds(f"vad_params.{name}", getattr(params, name), 0.0)
+
+
 @dataclass
 class TinyAudioSTTSettings(STTSettings):
     """Settings for :class:`TinyAudioSTT`.
@@ -304,8 +326,19 @@ class TinyAudioSTT(STTService):
                 f"TinyAudioSTT transcribes English only; got language {default_settings.language!r}. "
                 "Use Language.EN (or leave language unset)."
             )
-        if partial_interval <= 0:
-            raise ValueError("partial_interval must be > 0 seconds")
+        # Every setting is checked here: a bad one found later would only kill the decode task.
+        if model is not None and not isinstance(model, str | os.PathLike | TinyAudioModel):
+            raise ValueError(f"TinyAudioSTT: model must be a folder, hub id or TinyAudioModel, got {model!r}")
+        _check_seconds("partial_interval", partial_interval, 0.01)
+        _check_seconds("pre_roll_secs", pre_roll_secs, 0.0, MAX_PRE_ROLL_SECS)
+        _check_seconds("max_segment_seconds", max_segment_seconds, *MAX_SEGMENT_RANGE)
+        if ttfs_p99_latency is not None:
+            _check_seconds("ttfs_p99_latency", ttfs_p99_latency, 0.0)
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)):
+            raise ValueError(f"TinyAudioSTT: num_threads must be a positive int or None, got {num_threads!r}")
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"TinyAudioSTT: num_threads must be a positive int or None, got {num_threads!r}")
+        _check_vad_params(vad_params)
         super().__init__(settings=default_settings, ttfs_p99_latency=ttfs_p99_latency, **kwargs)
         self._device = _resolve_device(device)
         self._num_threads = num_threads
@@ -331,6 +364,7 @@ class TinyAudioSTT(STTService):
         self._interrupt = threading.Event()  # abandons the in-flight partial or preview
         self._inflight: str | None = None  # "partial" or "preview" while one runs
         self._decode_task: asyncio.Task | None = None
+        self._decode_failed = False  # the decode task died: nothing is queued until it is restarted
 
     @property
     def model(self) -> TinyAudioModel:
@@ -348,7 +382,11 @@ class TinyAudioSTT(STTService):
     async def start(self, frame: StartFrame):
         await super().start(frame)
         if self._decode_task is None:
-            self._decode_task = self.create_task(self._decode_loop(), name="tiny_audio_decode")
+            self._start_decode_task()
+
+    def _start_decode_task(self) -> None:
+        self._decode_failed = False
+        self._decode_task = self.create_task(self._decode_loop(), name="tiny_audio_decode")
 
     async def stop(self, frame: EndFrame):
         """Finish the utterance in progress (its final is pushed), then stop."""
@@ -477,6 +515,8 @@ class TinyAudioSTT(STTService):
         self._send(_Stop(self._user_id))
 
     def _send(self, command: Any) -> None:
+        if self._decode_failed:
+            return  # nothing would ever take it off the queue
         # A partial is dropped for anything but more audio; a previewed final when speech resumes
         # (unless the stop already came: then it is the final).
         audio = isinstance(command, _Audio)
@@ -489,7 +529,11 @@ class TinyAudioSTT(STTService):
     # -- decode task ------------------------------------------------------------------------
 
     async def _decode_loop(self) -> None:
-        session = _Session(self._shared, await self._new_decoder(self._shared))
+        try:
+            session = _Session(self._shared, await self._new_decoder(self._shared))
+        except Exception as e:
+            await self._decode_task_died(e)
+            return
         while True:
             try:
                 if self._commands:
@@ -504,6 +548,19 @@ class TinyAudioSTT(STTService):
                     await self._wake.wait()
             except Exception as e:  # a failed step costs one transcript, never the pipeline
                 await self.push_error(f"{self}: transcription failed: {e}", exception=e)
+
+    async def _decode_task_died(self, error: Exception) -> None:
+        """Nothing can be transcribed any more: say so upstream (fatal) and stop queueing audio."""
+        self._decode_failed = True
+        self._commands.clear()
+        self._held.clear()
+        self._in_utterance = False
+        logger.error(f"{self}: the decode task stopped, nothing will be transcribed: {error}")
+        # Pipecat 1.14's form of a fatal error: the processor becomes unusable (no more audio reaches
+        # run_stt) and the pipeline worker applies its ProcessorUnusablePolicy.
+        await self.push_error(
+            f"{self}: speech-to-text stopped: {error}", exception=error, force_treat_as_permanent=True
+        )
 
     async def _handle(self, session: _Session, command: Any) -> None:
         decoder, run = session.decoder, session.shared.run
