@@ -35,7 +35,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.transcriptions.language import Language
 from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an autouse fixture)
 
-from pipecat_tiny_audio import TinyAudioModel, TinyAudioSTT
+from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
 from pipecat_tiny_audio import stt as stt_module
 from pipecat_tiny_audio.stt import shared_model
 
@@ -75,6 +75,24 @@ def audio_frames(audio: np.ndarray, *, rate: int = 16000, channels: int = 1, use
             frames.append(UserAudioRawFrame(audio=chunk, sample_rate=rate, num_channels=channels, user_id=user_id))
         frames.append(SleepFrame(sleep=PACE))
     return frames
+
+
+@pytest.fixture
+def fed(monkeypatch) -> list[list[np.ndarray]]:
+    """What each utterance's decoder is fed: the service runs the real StreamingDecoder, recorded."""
+    utterances: list[list[np.ndarray]] = []
+
+    class RecordingDecoder(StreamingDecoder):
+        def reset(self) -> None:
+            super().reset()
+            utterances.append([])
+
+        def feed(self, audio: np.ndarray) -> None:
+            super().feed(audio)
+            utterances[-1].append(np.asarray(audio, np.float32).copy())
+
+    monkeypatch.setattr(stt_module, "StreamingDecoder", RecordingDecoder)
+    return utterances
 
 
 def with_vad(stt: TinyAudioSTT) -> Pipeline:
@@ -320,3 +338,22 @@ async def test_a_decode_task_that_dies_is_a_fatal_error_not_silence(model, speec
     assert not stt.is_usable  # Pipecat 1.14's fatal: the worker's ProcessorUnusablePolicy decides
     assert finals(down) == []
     assert not stt._commands, "commands queued for a decode task that is gone"
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
+async def test_an_utterance_gets_all_of_its_audio_at_any_rate(model, rate, fed):
+    """The stream resampler's held-back tail (37.5 ms at 48 kHz) reaches the utterance at the stop."""
+    t = np.arange(round(0.8 * rate)) / rate
+    chirp = (0.05 * np.sin(2 * np.pi * (200 + 300 * t) * t) * 32767).astype("<i2")  # quiet: no VAD pause
+    step = round(FRAME_SECONDS * rate)
+    frames = [
+        InputAudioRawFrame(audio=chirp[i : i + step].tobytes(), sample_rate=rate, num_channels=1)
+        for i in range(0, chirp.size, step)
+    ]
+    # The stop comes right after the last frame, as from a VAD on the transport.
+    sent = [VADUserStartedSpeakingFrame(), *frames, VADUserStoppedSpeakingFrame()]
+    await run_test(TinyAudioSTT(model=model), frames_to_send=sent)
+    (received,) = [np.concatenate(utterance) for utterance in fed if utterance]
+    expected = soxr.resample(chirp, rate, 16000, quality="VHQ").astype(np.float32) / 32768
+    assert received.size == expected.size
+    np.testing.assert_allclose(received, expected, atol=3 / 32768)  # the stream equals the one-shot resampling

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 import torch
 from loguru import logger
-from pipecat.audio.utils import create_stream_resampler
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
     CancelFrame,
@@ -164,25 +164,41 @@ def _is_english(language: Language | str | None) -> bool:
 
 
 class _AudioConverter:
-    """Pipecat int16 PCM at any rate/channel count → 16 kHz mono int16 (stream-resampled, no clicks)."""
+    """Pipecat int16 PCM at any rate/channel count → 16 kHz mono int16 (stream-resampled, no clicks).
+
+    A stream resampler holds back the last few milliseconds of its input (its filter's delay: 37.5 ms
+    at 48 kHz); :meth:`flush` returns them, so the end of an utterance is not left behind.
+    """
 
     def __init__(self) -> None:
-        self._resampler = None
+        self._stream: soxr.ResampleStream | None = None
         self._rate = 0
 
-    async def __call__(self, audio: bytes, sample_rate: int, num_channels: int) -> bytes:
+    def __call__(self, audio: bytes, sample_rate: int, num_channels: int) -> bytes:
         if num_channels < 1 or len(audio) % (2 * num_channels):
             raise AudioInputError(f"{len(audio)} bytes is not a whole number of {num_channels}-channel int16 frames")
         if not 1000 <= sample_rate <= 384_000:
             raise AudioInputError(f"unsupported sample rate {sample_rate}")
+        samples = np.frombuffer(audio, "<i2")
         if num_channels > 1:
-            mixed = np.frombuffer(audio, "<i2").reshape(-1, num_channels).mean(axis=1)
-            audio = np.round(mixed).astype("<i2").tobytes()
-        if sample_rate == SAMPLE_RATE:
-            return audio
-        if sample_rate != self._rate:
-            self._resampler, self._rate = create_stream_resampler(), sample_rate
-        return await self._resampler.resample(audio, sample_rate, SAMPLE_RATE)
+            samples = np.round(samples.reshape(-1, num_channels).mean(axis=1)).astype("<i2")
+        tail = b""
+        if sample_rate != self._rate:  # a new stream; what the old one held back comes first
+            tail = self.flush()
+            self._rate = sample_rate
+            if sample_rate != SAMPLE_RATE:
+                self._stream = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="int16", quality="VHQ")
+        if self._stream is None:
+            return tail + samples.tobytes()
+        return tail + self._stream.resample_chunk(samples).tobytes()
+
+    def flush(self) -> bytes:
+        """The audio the resampler still holds; the next frame starts a fresh stream."""
+        if self._stream is None:
+            return b""
+        held = self._stream.resample_chunk(np.zeros(0, np.int16), last=True).tobytes()
+        self._stream.clear()
+        return held
 
 
 def _pcm_to_float(pcm: bytes) -> np.ndarray:
@@ -391,6 +407,7 @@ class TinyAudioSTT(STTService):
     async def stop(self, frame: EndFrame):
         """Finish the utterance in progress (its final is pushed), then stop."""
         if self._decode_task is not None:
+            await self._flush_audio()
             self._end_utterance()
             self._send(None)
             await self._decode_task
@@ -453,14 +470,16 @@ class TinyAudioSTT(STTService):
                 self._begin_utterance(self._vad.pre_roll(frame.start_secs))
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._upstream_vad = True
+            await self._flush_audio()
             self._end_utterance()
         elif isinstance(frame, STTMuteFrame) and frame.mute and not self._upstream_vad:
+            await self._flush_audio()
             self._end_utterance()  # no audio will reach the built-in VAD to end it
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         """Convert and route one audio frame; transcripts come from the decode task."""
         try:
-            pcm = await self._convert(audio, *self._frame_format)
+            pcm = self._convert(audio, *self._frame_format)
         except (AudioInputError, ValueError) as e:
             logger.warning(f"{self}: skipping unusable audio frame: {e}")
             yield None
@@ -473,8 +492,17 @@ class TinyAudioSTT(STTService):
                 self._route(_pcm_to_float(pcm))
             if event is VadEvent.STOPPED and not self._upstream_vad and self._in_utterance:
                 await self.start_ttfb_metrics(start_time=time.time() - self._vad.params.stop_secs)
+                await self._flush_audio()
                 self._end_utterance()
         yield None
+
+    async def _flush_audio(self) -> None:
+        """Route the audio the resampler still holds (the utterance's last milliseconds) before a stop."""
+        pcm = self._convert.flush()
+        if pcm:
+            await self._vad.process(pcm)  # keeps the VAD's ring and state in step with the audio
+            if self._in_utterance:
+                self._route(_pcm_to_float(pcm))
 
     def _begin_utterance(self, pre_roll: bytes) -> None:
         self._in_utterance = True
