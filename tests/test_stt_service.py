@@ -357,3 +357,27 @@ async def test_an_utterance_gets_all_of_its_audio_at_any_rate(model, rate, fed):
     expected = soxr.resample(chirp, rate, 16000, quality="VHQ").astype(np.float32) / 32768
     assert received.size == expected.size
     np.testing.assert_allclose(received, expected, atol=3 / 32768)  # the stream equals the one-shot resampling
+
+
+async def test_a_blip_between_vad_start_and_stop_gives_no_final(model, speech):
+    """50 ms of sound is not an utterance: no invented final for it, and the next turn is unaffected."""
+    blip = speech[0][8000:8800]
+    sent = [
+        VADUserStartedSpeakingFrame(),
+        *audio_frames(blip),
+        VADUserStoppedSpeakingFrame(),
+        *audio_frames(np.zeros(8000, np.float32)),
+        VADUserStartedSpeakingFrame(start_secs=0.2),
+        *audio_frames(speech[0]),
+        VADUserStoppedSpeakingFrame(),
+    ]
+    down, _ = await run_test(TinyAudioSTT(model=model), frames_to_send=sent)
+    assert_well_formed(down)
+    second_start = [i for i, f in enumerate(down) if isinstance(f, VADUserStartedSpeakingFrame)][1]
+    assert finals(down[:second_start]) == []
+    assert len(finals(down)) == 1
+
+
+def test_min_speech_secs_is_a_setting(model):
+    with pytest.raises(ValueError, match="min_speech_secs"):
+        TinyAudioSTT(model=model, min_speech_secs=-1)

@@ -226,6 +226,7 @@ class _Preview:
 @dataclass
 class _Stop:
     user_id: str
+    enough_speech: bool = True  # at least min_speech_secs of voiced audio: worth a final
 
 
 @dataclass
@@ -298,6 +299,9 @@ class TinyAudioSTT(STTService):
         vad_params: built-in Silero VAD parameters, used when no upstream VAD frames arrive (an
             upstream VAD's ``SpeechControlParamsFrame`` replaces them).
         pre_roll_secs: audio kept from before the VAD's speech onset.
+        min_speech_secs: an utterance with less voiced audio than this (what confirmed the VAD's
+            start plus what Silero hears as speech after it) gets no final: a cough, a click or a
+            50 ms blip between a VAD start and stop would only make the model invent words.
         max_segment_seconds: long speech is cut and continued on a fresh KV cache past this.
         num_threads: torch intra-op threads of the model's worker thread (``None``: torch's
             default, one per core). On a 2-core machine shared with other work, 2 threads ran
@@ -322,6 +326,7 @@ class TinyAudioSTT(STTService):
         partial_interval: float = 0.5,
         vad_params: VADParams | None = None,
         pre_roll_secs: float = 0.3,
+        min_speech_secs: float = 0.25,
         max_segment_seconds: float = 25.0,
         num_threads: int | None = 1,
         fp16: bool = True,
@@ -347,6 +352,7 @@ class TinyAudioSTT(STTService):
             raise ValueError(f"TinyAudioSTT: model must be a folder, hub id or TinyAudioModel, got {model!r}")
         _check_seconds("partial_interval", partial_interval, 0.01)
         _check_seconds("pre_roll_secs", pre_roll_secs, 0.0, MAX_PRE_ROLL_SECS)
+        _check_seconds("min_speech_secs", min_speech_secs, 0.0, MAX_SEGMENT_RANGE[1])
         _check_seconds("max_segment_seconds", max_segment_seconds, *MAX_SEGMENT_RANGE)
         if ttfs_p99_latency is not None:
             _check_seconds("ttfs_p99_latency", ttfs_p99_latency, 0.0)
@@ -365,6 +371,7 @@ class TinyAudioSTT(STTService):
         self._partial_interval = partial_interval
         self._max_segment_seconds = max_segment_seconds
         self._vad = VadBuffer(vad_params, pre_roll_secs)
+        self._min_speech_samples = round(min_speech_secs * SAMPLE_RATE)
         self._convert = _AudioConverter()
         self._frame_format = (SAMPLE_RATE, 1)
 
@@ -372,6 +379,7 @@ class TinyAudioSTT(STTService):
         self._upstream_vad = False
         self._in_utterance = False
         self._heard_speech = False  # our VAD heard speech in this utterance, so a pause can be held
+        self._voiced = 0  # samples of voiced audio in this utterance
         self._hold_blocked = False
         self._held: list[np.ndarray] = []
         # Decode task state.
@@ -467,7 +475,7 @@ class TinyAudioSTT(STTService):
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             self._upstream_vad = True
             if not self._in_utterance and not self.is_muted:
-                self._begin_utterance(self._vad.pre_roll(frame.start_secs))
+                self._begin_utterance(self._vad.pre_roll(frame.start_secs), frame.start_secs)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._upstream_vad = True
             await self._flush_audio()
@@ -487,7 +495,8 @@ class TinyAudioSTT(STTService):
         if pcm:
             event = await self._vad.process(pcm)
             if event is VadEvent.STARTED and not self._upstream_vad and not self._in_utterance:
-                self._begin_utterance(self._vad.pre_roll())  # the pre-roll includes this frame
+                # The pre-roll includes this frame.
+                self._begin_utterance(self._vad.pre_roll(), self._vad.params.start_secs)
             elif self._in_utterance:
                 self._route(_pcm_to_float(pcm))
             if event is VadEvent.STOPPED and not self._upstream_vad and self._in_utterance:
@@ -504,8 +513,10 @@ class TinyAudioSTT(STTService):
             if self._in_utterance:
                 self._route(_pcm_to_float(pcm))
 
-    def _begin_utterance(self, pre_roll: bytes) -> None:
+    def _begin_utterance(self, pre_roll: bytes, start_secs: float) -> None:
+        """Open an utterance; ``start_secs`` of speech confirmed the VAD's start, so they count as voiced."""
         self._in_utterance = True
+        self._voiced = round(start_secs * SAMPLE_RATE)
         self._heard_speech = self._vad.is_speech
         self._hold_blocked = False
         self._held.clear()
@@ -517,6 +528,7 @@ class TinyAudioSTT(STTService):
         """Feed speech to the decoder; hold back a pause, previewing the final when it begins."""
         if self._vad.is_speech:
             self._heard_speech, self._hold_blocked = True, False
+            self._voiced += samples.size
         elif self._heard_speech and not self._hold_blocked:
             self._held.append(samples)
             if len(self._held) == 1:
@@ -540,7 +552,7 @@ class TinyAudioSTT(STTService):
         self._in_utterance = False
         self._held.clear()
         self.request_finalize()
-        self._send(_Stop(self._user_id))
+        self._send(_Stop(self._user_id, self._voiced >= self._min_speech_samples))
 
     def _send(self, command: Any) -> None:
         if self._decode_failed:
@@ -615,7 +627,7 @@ class TinyAudioSTT(STTService):
                 await self._push_interim(text)
         elif isinstance(command, _Stop):
             session.active = False
-            await self._finalize(session, command.user_id)
+            await self._finalize(session, command.user_id, command.enough_speech)
         elif isinstance(command, _Switch):
             if session.active:
                 session.pending_switch = command.shared
@@ -651,14 +663,20 @@ class TinyAudioSTT(STTService):
         finally:
             self._inflight = None
 
-    async def _finalize(self, session: _Session, user_id: str) -> None:
-        await self.start_processing_metrics()
-        try:
-            text = await session.shared.run(session.decoder.finalize)
-        finally:
+    async def _finalize(self, session: _Session, user_id: str, enough_speech: bool = True) -> None:
+        if not enough_speech:
+            logger.debug(f"{self}: less than min_speech_secs of voiced audio: no final")
+            text = ""
             await session.shared.run(session.decoder.reset)
-            await self.stop_processing_metrics()
+        else:
+            await self.start_processing_metrics()
+            try:
+                text = await session.shared.run(session.decoder.finalize)
+            finally:
+                await session.shared.run(session.decoder.reset)
+                await self.stop_processing_metrics()
         if not text:  # nothing said: no transcript, and no latency to report
+            self.confirm_finalize()  # the finalize request is answered, with nothing to transcribe
             await self._cancel_ttfb_timeout()
             await self.cancel_ttfb_metrics()
             return
