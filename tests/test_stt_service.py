@@ -381,3 +381,19 @@ async def test_a_blip_between_vad_start_and_stop_gives_no_final(model, speech):
 def test_min_speech_secs_is_a_setting(model):
     with pytest.raises(ValueError, match="min_speech_secs"):
         TinyAudioSTT(model=model, min_speech_secs=-1)
+
+
+def test_one_checkpoint_folder_is_loaded_once_however_it_is_spelled(model, tmp_path, monkeypatch):
+    model.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    first = TinyAudioSTT(model="ckpt")
+    for spelling in ["ckpt/", "./ckpt", str(tmp_path / "ckpt"), tmp_path / "ckpt" / ".." / "ckpt"]:
+        assert TinyAudioSTT(model=spelling).model is first.model
+
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        TinyAudioSTT(model="ckpt", num_threads=2)  # the loaded model's worker has 1 thread
+    finally:
+        logger.remove(sink)
+    assert any("num_threads=2 is ignored" in w for w in warnings)

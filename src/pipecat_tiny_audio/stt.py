@@ -12,7 +12,8 @@ the service stops feeding the decoder and computes the final right away, during 
 audio is fed and decoding goes on. The final therefore covers the utterance up to the start of
 its closing pause (the silence after it is dropped).
 
-One model load is shared by every service in the process (keyed by source and device), with a
+One model load is shared by every service in the process (keyed by source and device; a local folder
+by its resolved path, however it is spelled), with a
 single worker thread per model: sessions interleave their calls and keep their own decoders.
 """
 
@@ -88,6 +89,7 @@ class SharedModel:
     def __init__(self, model: TinyAudioModel, name: str, num_threads: int | None = None):
         self.model = model
         self.name = name
+        self.num_threads = num_threads
         self._executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="tiny-audio",
@@ -135,24 +137,44 @@ def load_model(source: str, device: str, fp16: bool = True) -> TinyAudioModel:
     return model.optimize_for_inference(fp16=fp16)
 
 
+def _source_key(source: str | os.PathLike) -> str:
+    """A local folder as its resolved absolute path ("ckpt", "ckpt/", "./ckpt" and "/abs/ckpt" are one
+    model); ``"default"`` and hub ids as given."""
+    text = str(source)
+    path = Path(text).expanduser()
+    return str(path.resolve()) if text != DEFAULT_MODEL and path.is_dir() else text
+
+
+def _check_threads(shared: SharedModel, num_threads: int | None) -> None:
+    if num_threads != shared.num_threads:
+        logger.warning(
+            f"Tiny Audio model {shared.name!r} is already loaded with num_threads={shared.num_threads}; "
+            f"num_threads={num_threads} is ignored (every service shares the model's one worker thread)"
+        )
+
+
 def shared_model(
     model: str | os.PathLike | TinyAudioModel, device: str = "cpu", num_threads: int | None = None, fp16: bool = True
 ) -> SharedModel:
     """The process-wide :class:`SharedModel` for a model source (loaded once) or instance.
 
-    ``num_threads`` applies when this call creates it; ``fp16`` when it loads a source (an
-    instance is used as it is).
+    ``num_threads`` applies when this call creates it (a later call asking for other threads gets
+    a warning); ``fp16`` when it loads a source (an instance is used as it is).
     """
     with _lock:
         if isinstance(model, TinyAudioModel):
             if model not in _wrapped:
                 _wrapped[model] = SharedModel(model, model.name_or_path or type(model).__name__, num_threads)
+            else:
+                _check_threads(_wrapped[model], num_threads)
             return _wrapped[model]
-        key = (str(model), _resolve_device(device), fp16)
+        key = (_source_key(model), _resolve_device(device), fp16)
         if key not in _loaded:
             started = time.perf_counter()
             _loaded[key] = SharedModel(load_model(*key), key[0], num_threads)
             logger.info(f"Loaded Tiny Audio model {key[0]!r} on {key[1]} in {time.perf_counter() - started:.1f} s")
+        else:
+            _check_threads(_loaded[key], num_threads)
         return _loaded[key]
 
 
