@@ -397,3 +397,56 @@ def test_one_checkpoint_folder_is_loaded_once_however_it_is_spelled(model, tmp_p
     finally:
         logger.remove(sink)
     assert any("num_threads=2 is ignored" in w for w in warnings)
+
+
+async def test_cancel_during_a_final_abandons_its_decode(model):
+    """cancel() returns after at most one more LLM pass of the final, not after the whole decode."""
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.workers.runner import WorkerRunner
+
+    model.config.max_new_tokens, model.config.max_tokens_per_second = 64, 100.0  # a final of many LLM steps
+    t = np.arange(24000) / 16000
+    hum = (0.05 * np.sin(2 * np.pi * (200 + 300 * t) * t)).astype(np.float32)  # not speech to the VAD: no preview
+    loop = asyncio.get_running_loop()
+    passes: list[int] = []  # LLM forward passes since the stop (the worker thread appends)
+    first_pass = asyncio.Event()
+    counting, stt = False, None
+
+    def count(*_) -> None:
+        if counting:
+            passes.append(1)
+            if len(passes) == 1 and stt is not None:
+                loop.call_soon_threadsafe(first_pass.set)
+                # Hold the first pass until cancel() has asked the decode to stop, however loaded the CPU.
+                stt._interrupt.wait(timeout=10)
+
+    hook = model.llm.register_forward_hook(count)
+    try:
+        decoder = StreamingDecoder(model)
+        decoder.feed(hum)
+        counting = True
+        decoder.finalize()
+        full, counting = len(passes), False
+        assert full > 10, "the final should need many LLM passes for this test to mean anything"
+        passes.clear()
+
+        # No partials and no minimum: every LLM pass after the stop is the final's.
+        stt = TinyAudioSTT(model=model, partial_interval=100.0, min_speech_secs=0.0)
+        worker = PipelineWorker(Pipeline([stt]), cancel_on_idle_timeout=False)
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        running = asyncio.create_task(runner.run())
+        await asyncio.sleep(0.5)  # the StartFrame reaches the service
+        pcm = (hum * 32767).astype("<i2").tobytes()
+        frames = [InputAudioRawFrame(pcm[i : i + 640], 16000, 1) for i in range(0, len(pcm), 640)]
+        await worker.queue_frames([VADUserStartedSpeakingFrame(), *frames])
+        await asyncio.sleep(0.5)
+        counting = True
+        await worker.queue_frame(VADUserStoppedSpeakingFrame())
+        await asyncio.wait_for(first_pass.wait(), timeout=30)
+        await asyncio.wait_for(worker.cancel(), timeout=30)
+        await asyncio.wait_for(running, timeout=30)
+        at_cancel = len(passes)
+    finally:
+        hook.remove()
+    assert at_cancel == 1, f"cancel waited for {at_cancel} of the final's {full} LLM passes"

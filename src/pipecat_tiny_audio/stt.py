@@ -407,8 +407,8 @@ class TinyAudioSTT(STTService):
         # Decode task state.
         self._commands: deque = deque()
         self._wake = asyncio.Event()
-        self._interrupt = threading.Event()  # abandons the in-flight partial or preview
-        self._inflight: str | None = None  # "partial" or "preview" while one runs
+        self._interrupt = threading.Event()  # abandons the in-flight partial or preview (or final, on cancel)
+        self._inflight: str | None = None  # "partial", "preview" or "final" while one runs
         self._decode_task: asyncio.Task | None = None
         self._decode_failed = False  # the decode task died: nothing is queued until it is restarted
 
@@ -693,7 +693,8 @@ class TinyAudioSTT(STTService):
         else:
             await self.start_processing_metrics()
             try:
-                text = await session.shared.run(session.decoder.finalize)
+                # Interruptible like a partial, so cancel() need not wait for the whole decode.
+                text = await self._interruptible("final", session.shared.run, session.decoder.finalize)
             finally:
                 await session.shared.run(session.decoder.reset)
                 await self.stop_processing_metrics()
