@@ -204,6 +204,43 @@ def test_bad_rows_are_skipped_and_counted_per_reason(tmp_path: Path) -> None:
     assert "skipped 8 rows" in summary and "missing_file=1" in summary and "too_long=2" in summary
 
 
+def test_malformed_values_and_invalid_utf8_are_counted_skips_with_their_line(tmp_path: Path) -> None:
+    write(tmp_path / "good.flac", 1.0)
+    lines = [
+        b'{"audio": "good.flac", "text": "a good row"}',
+        b'{"audio": "good.flac", "text": "a list as duration", "duration": [1]}',
+        b'{"audio": "good.flac", "text": "caf\xe9 in latin-1"}',
+        b'{"audio": "good.flac", "text": {"nested": "object"}}',
+        b"[1, 2, 3]",
+        b'{"audio": "good.flac", "text": "the last good row", "duration": "1.0"}',
+    ]
+    (tmp_path / "manifest.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "manifest.csv").write_bytes(
+        b"audio,text,duration\ngood.flac,fine,1.0\ngood.flac,caf\xe9,1.0\ngood.flac,bad duration,one second\n"
+    )
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="DEBUG")
+    try:
+        skips = SkipCounter()
+        jsonl = load_jsonl_manifest(tmp_path / "manifest.jsonl", skips=skips)
+        rows = load_csv_manifest(tmp_path / "manifest.csv", skips=skips)
+    finally:
+        logger.remove(sink)
+    assert [u.text for u in jsonl] == ["a good row", "the last good row"]
+    assert [u.text for u in rows] == ["fine"]
+    assert skips.counts == {"bad_row": 6}
+    for line in ["manifest.jsonl:2", "manifest.jsonl:3", "manifest.jsonl:4", "manifest.jsonl:5", "manifest.csv:3"]:
+        assert any(line in m for m in messages), f"no skip message names {line}"
+
+
+@pytest.mark.parametrize("frames", [0, 1], ids=["header-only", "one-sample"])
+def test_a_wav_without_a_frame_of_audio_is_empty_audio(tmp_path: Path, frames: int) -> None:
+    sf.write(tmp_path / "short.wav", np.full(frames, 0.5, np.float32), 16_000)
+    skips = SkipCounter()
+    assert list(iter_decoded([Utterance("hello", tmp_path / "short.wav")], skips=skips)) == []
+    assert skips.counts == {"empty_audio": 1}
+
+
 def test_iteration_never_raises_on_a_bad_row_in_the_middle(tmp_path: Path) -> None:
     good = write(tmp_path / "good.wav")
     utterances = [Utterance("one", good), Utterance("two", tmp_path / "gone.wav"), Utterance("three", good)]
@@ -216,7 +253,7 @@ def test_iteration_never_raises_on_a_bad_row_in_the_middle(tmp_path: Path) -> No
 
 
 def in_memory(name: str, n: int) -> list[Utterance]:
-    return [Utterance(f"{name} {i}", audio=np.zeros(160, np.float32), source=name) for i in range(n)]
+    return [Utterance(f"{name} {i}", audio=np.zeros(320, np.float32), source=name) for i in range(n)]
 
 
 def test_mixing_follows_the_weights_and_is_seeded() -> None:

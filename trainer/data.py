@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 from loguru import logger
 
-from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError, to_model_audio
+from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, to_model_audio
 
 AUDIO_KEYS = ("audio", "audio_path", "audio_filepath", "path", "file", "file_name")
 TEXT_KEYS = ("text", "transcript", "transcription", "sentence", "normalized_text")
@@ -35,13 +35,13 @@ DEFAULT_MAX_SECONDS = 30.0  # the Whisper encoder's window
 class SkipReason(StrEnum):
     """Why a row was left out; the values are what the log and ``SkipCounter.counts`` show."""
 
-    BAD_ROW = "bad_row"  # manifest row without an audio field, or not an object
+    BAD_ROW = "bad_row"  # a malformed manifest row: not an object, no audio field, a bad value, invalid UTF-8
     EMPTY_TEXT = "empty_text"
     MISSING_FILE = "missing_file"
     UNDECODABLE = "undecodable"
     TOO_LONG = "too_long"
     NAN_AUDIO = "nan_audio"  # NaN or Inf samples
-    EMPTY_AUDIO = "empty_audio"
+    EMPTY_AUDIO = "empty_audio"  # no samples, or less than one 20 ms encoder frame
 
 
 @dataclass
@@ -173,8 +173,8 @@ def decode_utterance(utt: Utterance, max_seconds: float = DEFAULT_MAX_SECONDS) -
         samples = to_model_audio(data, int(rate))
     except AudioInputError as exc:
         raise SkipUtterance(SkipReason.UNDECODABLE, str(exc)) from exc
-    if samples.size == 0:
-        raise SkipUtterance(SkipReason.EMPTY_AUDIO)
+    if samples.size < MIN_SAMPLES:
+        raise SkipUtterance(SkipReason.EMPTY_AUDIO, f"{samples.size} samples at 16 kHz")
     return samples
 
 
@@ -217,20 +217,42 @@ def _first(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return next((row[k] for k in keys if row.get(k) not in (None, "")), None)
 
 
-def utterance_from_row(row: Any, base_dir: Path, source: str, skips: SkipCounter | None = None) -> Utterance | None:
-    """Maps one manifest row (any of the accepted column names) to an Utterance; None for a bad row."""
-    audio = _first(row, AUDIO_KEYS) if isinstance(row, Mapping) else None
-    if not isinstance(audio, str | Path):
+def _row_problem(row: Any) -> str | None:
+    """What makes a manifest row unusable, or None."""
+    if not isinstance(row, Mapping):
+        return f"expected an object, got {str(row)[:80]}"
+    if not isinstance(_first(row, AUDIO_KEYS), str | Path):
+        return f"no audio path in {str(row)[:80]}"
+    text = _first(row, TEXT_KEYS)
+    if text is not None and not isinstance(text, str | int | float):
+        return f"text is not a string: {text!r:.80}"
+    duration = _first(row, DURATION_KEYS)
+    if duration is not None:
+        try:
+            float(duration)
+        except (TypeError, ValueError):
+            return f"duration is not a number: {duration!r:.80}"
+    if any("\udc80" <= c <= "\udcff" for value in row.values() if isinstance(value, str) for c in value):
+        return "invalid UTF-8"  # a CSV read with errors="surrogateescape"
+    return None
+
+
+def utterance_from_row(
+    row: Any, base_dir: Path, source: str, skips: SkipCounter | None = None, where: str | None = None
+) -> Utterance | None:
+    """Maps one manifest row (any of the accepted column names) to an Utterance; None for a bad row.
+
+    A malformed row is counted as ``bad_row`` under ``where`` (``file:line``), never raised.
+    """
+    problem = _row_problem(row)
+    if problem is not None:
         if skips is not None:
-            skips.record(SkipReason.BAD_ROW, source, f"no audio path in {str(row)[:80]}")
+            skips.record(SkipReason.BAD_ROW, where or source, problem)
         return None
-    path = Path(audio).expanduser()
+    path = Path(_first(row, AUDIO_KEYS)).expanduser()
     duration = _first(row, DURATION_KEYS)
     speaker = _first(row, SPEAKER_KEYS)
-    try:
-        duration = float(duration) if duration is not None else None
-    except ValueError:
-        duration = None
+    duration = float(duration) if duration is not None else None
     return Utterance(
         text=str(_first(row, TEXT_KEYS) or "").strip(),
         audio_path=path if path.is_absolute() else base_dir / path,
@@ -240,9 +262,14 @@ def utterance_from_row(row: Any, base_dir: Path, source: str, skips: SkipCounter
     )
 
 
-def _rows_to_utterances(rows: Iterable[Any], base_dir: Path, source: str, skips: SkipCounter | None) -> list[Utterance]:
+def _rows_to_utterances(
+    rows: Iterable[tuple[str, Any]], base_dir: Path, source: str, skips: SkipCounter | None
+) -> list[Utterance]:
+    """``(where, row)`` pairs → utterances; ``where`` names the row's line in skip messages."""
     counter = skips if skips is not None else SkipCounter()
-    utterances = [u for row in rows if (u := utterance_from_row(row, base_dir, source, counter)) is not None]
+    utterances = [
+        u for where, row in rows if (u := utterance_from_row(row, base_dir, source, counter, where)) is not None
+    ]
     if skips is None:
         counter.log_summary(source)
     logger.info(f"{source}: {len(utterances)} utterances")
@@ -254,18 +281,20 @@ def load_jsonl_manifest(
 ) -> list[Utterance]:
     """One JSON object per line (``{"audio": "a.flac", "text": ..., "voice": ...}`` like the dev set).
 
-    Relative audio paths are resolved against the manifest's folder; unparsable lines count as bad rows.
+    Relative audio paths are resolved against the manifest's folder; unparsable lines (bad JSON,
+    invalid UTF-8) count as bad rows with their line number.
     """
     path = Path(path)
     counter = skips if skips is not None else SkipCounter()
-    rows: list[Any] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    rows: list[tuple[str, Any]] = []
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        where = f"{path}:{number}"
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            counter.record(SkipReason.BAD_ROW, f"{path}:{number}", str(exc))
+            line = raw.decode("utf-8")
+            if line.strip():
+                rows.append((where, json.loads(line)))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            counter.record(SkipReason.BAD_ROW, where, str(exc))
     result = _rows_to_utterances(rows, path.parent, source or path.stem, counter)
     if skips is None:
         counter.log_summary(str(path))
@@ -276,8 +305,10 @@ def load_csv_manifest(path: Path | str, source: str | None = None, skips: SkipCo
     """A CSV with a header: audio/audio_path/path column, text/transcript/sentence column, optional
     duration and speaker. Relative paths are resolved against the CSV's folder."""
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [{k.strip().lower(): v for k, v in row.items() if k} for row in csv.DictReader(f)]
+    # Invalid UTF-8 is kept as surrogates, so the row it is in (not the whole file) is skipped.
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        rows = [(f"{path}:{reader.line_num}", {k.strip().lower(): v for k, v in row.items() if k}) for row in reader]
     return _rows_to_utterances(rows, path.parent, source or path.stem, skips)
 
 
@@ -290,7 +321,9 @@ def load_transcripts_json(
     rows = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of utterances, got {type(rows).__name__}")
-    return _rows_to_utterances(rows, path.parent, source or path.stem, skips)
+    return _rows_to_utterances(
+        ((f"{path}[{i}]", row) for i, row in enumerate(rows)), path.parent, source or path.stem, skips
+    )
 
 
 def load_audio_folder(

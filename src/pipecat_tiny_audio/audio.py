@@ -86,7 +86,7 @@ def to_model_audio(
             data = data.reshape(-1, 1)
         elif data.ndim != 2:
             raise AudioInputError(f"audio must be 1-D or (samples, channels), got shape {data.shape}")
-        elif data.shape[1] > data.shape[0]:
+        elif 0 < data.shape[0] < data.shape[1]:
             raise AudioInputError(
                 f"audio shaped {data.shape} has more channels than samples: arrays are (samples, channels); "
                 "for (channels, samples) pass audio.T"
