@@ -236,6 +236,39 @@ def test_missing_or_corrupt_checkpoint_files_are_named(tiny_model, tmp_path):
         TinyAudioModel.from_pretrained(tmp_path / "nowhere")
 
 
+def edit_config(folder, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: (f / "config.json").write_text("[1, 2]"), r"config\.json must hold a JSON object, got a JSON list"),
+        (lambda f: edit_config(f, stack_factor="8"), r"config\.json: stack_factor must be int, got '8'"),
+        (lambda f: (f / "tokenizer.json").write_text("{broken"), r"tokenizer\.json is not valid JSON"),
+        (lambda f: (f / "tokenizer_config.json").write_text('{"a": '), r"tokenizer_config\.json is not valid JSON"),
+    ],
+    ids=["config-is-a-list", "string-stack-factor", "corrupt-tokenizer", "corrupt-tokenizer-config"],
+)
+def test_a_bad_checkpoint_file_is_named_before_any_weights_load(tiny_model, tmp_path, damage, message):
+    folder = tmp_path / "ckpt"
+    tiny_model.save_pretrained(folder)
+    if not message.startswith("config"):
+        edit_config(folder, llm_source=str(tmp_path / "no-llm-here"))  # loading the LLM first would fail on this
+    damage(folder)
+    with pytest.raises(CheckpointError, match=message):
+        TinyAudioModel.from_pretrained(folder)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_cuda_is_refused_before_loading(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    edit_config(tmp_path, llm_source=str(tmp_path / "no-llm-here"))  # loading first would fail on this
+    with pytest.raises(ValueError, match="device='cuda' but this torch .* sees no CUDA GPU; use device='cpu'"):
+        TinyAudioModel.from_pretrained(tmp_path, device="cuda")
+
+
 def test_projector_weights_of_another_shape_are_refused(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

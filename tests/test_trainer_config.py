@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from trainer.__main__ import _resolve_config, build_parser
 from trainer.config import CONFIG_DIR, Config, ConfigError, load_config, read_saved_config, save_config
@@ -65,6 +66,9 @@ def test_experiment_file_path_and_overrides(tmp_path):
         (["stages.0.name=warmup"], "stage name must be one of"),
         (["log_every"], "is not key=value"),
         (["stages=[]"], "at least one stage"),
+        (["stages=[{name: ctc"], "override 'stages=\\[{name: ctc': the value is not valid YAML"),
+        (["seed=: x: y"], "the value is not valid YAML"),
+        (["device=gpu"], "device: device must be 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_bad_overrides_are_errors(overrides, message):
@@ -112,3 +116,9 @@ def test_every_subcommand_has_help(command, capsys):
         build_parser().parse_args([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: python -m trainer " + command in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_cuda_is_a_config_error():
+    with pytest.raises(ConfigError, match="device: device='cuda' but this torch .* sees no CUDA GPU"):
+        load_config(None, ["device=cuda"])

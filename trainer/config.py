@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from pipecat_tiny_audio import TinyAudioConfig
+from pipecat_tiny_audio.modeling import check_device
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 STAGE_NAMES = ("ctc", "lm", "lora")
@@ -112,6 +113,11 @@ class Config:
             raise ConfigError("stages: at least one stage is required")
         if min(self.log_every, self.checkpoint_every, self.keep_checkpoints) < 1 or self.eval_every < 0:
             raise ConfigError("log_every, checkpoint_every and keep_checkpoints must be >= 1, eval_every >= 0")
+        if self.device != "auto":
+            try:
+                check_device(self.device)
+            except ValueError as e:
+                raise ConfigError(f"device: {e}") from None
 
     def tiny_audio_config(self) -> TinyAudioConfig:
         return TinyAudioConfig(**self.model)
@@ -233,7 +239,12 @@ def parse_overrides(overrides: typing.Sequence[str]) -> list[tuple[str, Any]]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value")
-        parsed.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem})") from None
+        parsed.append((key.strip(), value))
     return parsed
 
 

@@ -39,6 +39,22 @@ class CheckpointError(ValueError):
     """A checkpoint folder is missing a file or holds a corrupt one; the message names it."""
 
 
+def check_device(device: str | torch.device) -> str:
+    """``device`` as a string once it is known to exist here: ``cpu``, ``cuda`` or ``cuda:N`` with CUDA.
+
+    Raises ``ValueError`` up front, instead of an ``AssertionError`` from torch after a full model load.
+    """
+    name = str(device)
+    if name != "cpu" and name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but this torch ({torch.__version__}) sees no CUDA GPU; use device='cpu'")
+        if ":" in name and int(name[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return name
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write ``path`` via a temporary file and a rename, so a crash never leaves half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -296,9 +312,17 @@ class TinyAudioModel(PreTrainedModel):
         device: str | torch.device | None = None,
         **__: object,
     ) -> TinyAudioModel:
-        """Load a checkpoint folder or hub repo (ours, or upstream Tiny Audio's ``asr_model``)."""
+        """Load a checkpoint folder or hub repo (ours, or upstream Tiny Audio's ``asr_model``).
+
+        The device and the folder's small files (config, tokenizer JSON) are checked before any
+        weights load; a problem raises a one-line ``ValueError``/:class:`CheckpointError` naming it.
+        """
+        if device is not None:
+            device = check_device(device)
         folder = _checkpoint_folder(str(pretrained_model_name_or_path))
         config = _read_config(folder)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            _read_json(folder / name, required=False)
         tokenizer = None
         if llm is None:
             llm, tokenizer = load_llm(config.llm_source)
@@ -351,20 +375,63 @@ def _checkpoint_folder(source: str) -> Path:
         ) from None
 
 
-def _read_config(folder: Path) -> TinyAudioConfig:
-    path = folder / "config.json"
+def _read_json(path: Path, required: bool) -> dict | None:
+    """A checkpoint file holding one JSON object; :class:`CheckpointError` naming it otherwise."""
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: not a Tiny Audio checkpoint folder")
+        if required:
+            raise CheckpointError(f"{path} is missing: not a Tiny Audio checkpoint folder")
+        return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got a JSON {type(data).__name__}")
+    return data
+
+
+# Config fields and the types a loaded config.json must give them (None allowed where listed).
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "encoder_source": (str,),
+    "llm_source": (str,),
+    "projector_type": (str,),
+    "stack_factor": (int,),
+    "projector_hidden_dim": (int, type(None)),
+    "lora_rank": (int,),
+    "lora_alpha": (int, float),
+    "lora_dropout": (int, float),
+    "lora_target_modules": (list,),
+    "user_prompt": (str,),
+    "system_prompt": (str, type(None)),
+    "audio_token": (str,),
+    "chunk_seconds": (int, float, type(None)),
+    "left_context_seconds": (int, float),
+    "max_new_tokens": (int,),
+    "max_tokens_per_second": (int, float),
+}
+
+
+def _check_config(config: TinyAudioConfig, path: Path) -> TinyAudioConfig:
+    for key, types in _CONFIG_TYPES.items():
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise CheckpointError(f"{path}: {key} must be {expected}, got {value!r}")
+    for key in ("stack_factor", "max_new_tokens"):
+        if getattr(config, key) < 1:
+            raise CheckpointError(f"{path}: {key} must be >= 1, got {getattr(config, key)!r}")
+    return config
+
+
+def _read_config(folder: Path) -> TinyAudioConfig:
+    path = folder / "config.json"
+    data = _read_json(path, required=True)
     model_type = data.get("model_type")
     if model_type == "asr_model":
-        return TinyAudioConfig.from_upstream(data)
+        return _check_config(TinyAudioConfig.from_upstream(data), path)
     if model_type != TinyAudioConfig.model_type:
         raise CheckpointError(f"{path} describes a {model_type!r} model, not tiny_audio or asr_model")
-    return TinyAudioConfig.from_dict(data)
+    return _check_config(TinyAudioConfig.from_dict(data), path)
 
 
 def _load_safetensors(path: Path, required: bool) -> dict[str, torch.Tensor] | None:

@@ -60,7 +60,7 @@ from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
 from pipecat_tiny_audio.configuration import TinyAudioConfig
-from pipecat_tiny_audio.modeling import TinyAudioModel
+from pipecat_tiny_audio.modeling import TinyAudioModel, check_device
 from pipecat_tiny_audio.streaming import MAX_SEGMENT_RANGE, StreamingDecoder
 from pipecat_tiny_audio.vad import VadBuffer, VadEvent
 
@@ -108,12 +108,10 @@ _wrapped: weakref.WeakKeyDictionary[TinyAudioModel, SharedModel] = weakref.WeakK
 
 
 def _resolve_device(device: str) -> str:
-    """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``."""
+    """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``; a device that is not here raises ``ValueError``."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    return device
+    return check_device(device)
 
 
 def load_model(source: str, device: str, fp16: bool = True) -> TinyAudioModel:
