@@ -415,6 +415,11 @@ class TinyAudioSTT(STTService):
         """The model this service transcribes with (shared by every service that loaded the same one)."""
         return self._shared.model
 
+    @property
+    def backlog_seconds(self) -> float:
+        """Seconds of audio queued for the decoder and not yet fed: near 0 while it keeps up."""
+        return sum(c.samples.size for c in self._commands if isinstance(c, _Audio)) / SAMPLE_RATE
+
     def can_generate_metrics(self) -> bool:
         return True
 
