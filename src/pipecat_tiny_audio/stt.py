@@ -331,6 +331,10 @@ class TinyAudioSTT(STTService):
             (:meth:`TinyAudioModel.optimize_for_inference`; a passed instance is used as it is).
         ttfs_p99_latency: P99 seconds from VAD stop to final transcript, for turn strategies.
         **kwargs: passed to :class:`~pipecat.services.stt_service.STTService`.
+
+    Every setting is checked here (an out-of-range one raises ``ValueError``). Should the decode
+    task ever stop, the service pushes a permanent ``ErrorFrame`` upstream and stops taking audio,
+    rather than run on hearing nothing.
     """
 
     Settings = TinyAudioSTTSettings
