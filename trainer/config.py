@@ -53,6 +53,9 @@ class StageConfig:
     train_projector: bool = True  # lora stage: also keep training the projector
     mask_features: bool = False  # SpecAugment-style time and channel masks on the cached features
     ctc_weight: float = 0.0  # lm/lora stages: add this times the alignment loss (keeps the recogniser aligned)
+    # ctc stage of a projector with its own character head: also this times CTC of its output against
+    # the LLM's token embeddings, so the LLM stages start from audio tokens it can already read
+    llm_ctc_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in STAGE_NAMES:

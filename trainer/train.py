@@ -205,14 +205,24 @@ def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.
 
 
 def ctc_loss(
-    model: TinyAudioModel, head: CTCHead | None, features: list[torch.Tensor], texts: list[str]
+    model: TinyAudioModel,
+    head: CTCHead | None,
+    features: list[torch.Tensor],
+    texts: list[str],
+    llm_weight: float = 0.0,
 ) -> torch.Tensor:
-    """The alignment loss: the projector's own character CTC head if it has one (``head`` is None)."""
-    if head is None:
-        return character_ctc_loss(model.projector, features, texts)
+    """The alignment loss: CTC of the projector's own character head if it has one, else of ``head``
+    over the LLM's token embeddings; with both, plus ``llm_weight`` × the latter on the projector's
+    output, which puts the audio tokens near the embeddings of the words spoken (DESIGN.md)."""
+    loss = torch.zeros(())
+    if model.projector.vocabulary is not None:
+        loss = character_ctc_loss(model.projector, features, texts)
+        if head is None or not llm_weight:
+            return loss
     projected, lengths = project(model, features)
     embeddings = model.llm.get_input_embeddings().weight
-    return head.loss(projected, lengths, head.targets(texts, model.tokenizer), embeddings)
+    llm_loss = head.loss(projected, lengths, head.targets(texts, model.tokenizer), embeddings)
+    return llm_loss if model.projector.vocabulary is None else loss + llm_weight * llm_loss
 
 
 def lm_loss(model: TinyAudioModel, features: list[torch.Tensor], texts: list[str]) -> torch.Tensor:
@@ -332,13 +342,20 @@ def evaluate_dev(
     """
     model.eval()
     result: dict[str, Any] = {}
-    if stage.name == "ctc" or head is not None or model.projector.vocabulary is not None:
+    heads: dict[str, CTCHead | None] = {}  # None: the projector's own character head
+    if model.projector.vocabulary is not None:
+        heads["ctc"] = None
+        if head is not None:
+            heads["llm_ctc"] = head  # the projector's output read against the LLM's token embeddings
+    elif head is not None:
+        heads["ctc"] = head
+    for prefix, scored in heads.items():
         hyps = []
         for start in range(0, len(dev), 16):
-            hyps += ctc_transcripts(model, head, [cache.load(e.key) for e in dev[start : start + 16]])
-        result.update(error_rates("ctc", dev, hyps))
+            hyps += ctc_transcripts(model, scored, [cache.load(e.key) for e in dev[start : start + 16]])
+        result.update(error_rates(prefix, dev, hyps))
     if stage.name == "ctc":
-        result.update({key.replace("ctc_", "dev_", 1): value for key, value in result.items()})
+        result.update({"dev_" + key[4:]: value for key, value in result.items() if key.startswith("ctc_")})
         result["dev_utterances"] = len(dev)
     else:
         subset = evenly_spaced(dev, max_utterances)
@@ -485,7 +502,7 @@ def train_step(
         texts = [e.text for e in batch]
         with autocast():
             if stage.name == "ctc":
-                loss = ctc_loss(model, head, features, texts)
+                loss = ctc_loss(model, head, features, texts, stage.llm_ctc_weight)
             else:
                 loss = lm_loss(model, features, texts)
                 if stage.ctc_weight:
@@ -533,7 +550,7 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
     embeddings = model.llm.get_input_embeddings().weight.detach().cpu()
     head = None
     aligned = any(stage.name == "ctc" or stage.ctc_weight for stage in config.stages)
-    if aligned and model.projector.vocabulary is None:
+    if aligned and (model.projector.vocabulary is None or any(s.llm_ctc_weight for s in config.stages)):
         texts = [e.text for rows, _ in train_sources for e in rows]
         head = CTCHead.for_texts(texts, model.tokenizer, embeddings).to(device)
 
