@@ -18,6 +18,7 @@ MODES = {
     "whole": {"chunk_seconds": None},
     "chunk-0.48-ctx-1.0": {"chunk_seconds": 0.48, "left_context_seconds": 1.0},
     "chunk-0.1-ctx-0.3": {"chunk_seconds": 0.1, "left_context_seconds": 0.3},  # groups straddle chunks
+    "chunk-0.48-ctx-1.0-ahead-0.5": {"chunk_seconds": 0.48, "left_context_seconds": 1.0, "right_context_seconds": 0.5},
 }
 
 
@@ -44,6 +45,7 @@ def stream(decoder: StreamingDecoder, audio: np.ndarray, block: int = FRAME, par
 def set_mode(model: TinyAudioModel, mode: dict) -> TinyAudioModel:
     model.config.chunk_seconds = mode["chunk_seconds"]
     model.config.left_context_seconds = mode.get("left_context_seconds", 0.0)
+    model.config.right_context_seconds = mode.get("right_context_seconds", 0.0)
     return model
 
 
@@ -156,8 +158,9 @@ def test_reset_leaves_no_state(chatty, speech, say):
     assert used.finalize() == fresh.finalize()
 
 
-def test_long_speech_is_cut_in_a_pause_and_loses_no_audio(chatty, say):
-    model = set_mode(chatty, MODES["chunk-0.48-ctx-1.0"])
+@pytest.mark.parametrize("mode", ["chunk-0.48-ctx-1.0", "chunk-0.48-ctx-1.0-ahead-0.5"])
+def test_long_speech_is_cut_in_a_pause_and_loses_no_audio(chatty, say, mode):
+    model = set_mode(chatty, MODES[mode])
     words = say("one two three four five six seven eight nine ten")
     gap_start = 14000  # a clear pause inside the search window (the last 20 % of 1 s)
     audio = np.concatenate([words[:gap_start], np.zeros(2400, np.float32), words[gap_start:], words])

@@ -102,7 +102,8 @@ def model_card(
         f"| projector | `{config.projector_type}`, {config.stack_factor} frames per token "
         f"({50 / config.stack_factor:g} tokens/s), hidden {config.projector_hidden_dim} |",
         f"| LoRA | {lora} |",
-        f"| feature mode | {mode}, left context {config.left_context_seconds} s |",
+        f"| feature mode | {mode}, left context {config.left_context_seconds} s, "
+        f"look-ahead {config.right_context_seconds} s |",
         "",
     ]
     if datasets:

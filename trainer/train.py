@@ -477,7 +477,9 @@ def feature_cache(config: Config, model: TinyAudioModel | None = None) -> Featur
     if model is not None:
         return FeatureCache.for_model(model, config.feature_cache)
     source = config.model["encoder_source"]
-    mode = FeatureMode(config.model["chunk_seconds"], config.model["left_context_seconds"])
+    mode = FeatureMode(
+        config.model["chunk_seconds"], config.model["left_context_seconds"], config.model["right_context_seconds"]
+    )
     return FeatureCache(load_whisper_encoder(source), source, mode, config.feature_cache)
 
 

@@ -30,7 +30,7 @@ class TinyAudioConfig(PretrainedConfig):
             5-token end of turn; upstream Tiny Audio puts it first.
         system_prompt: system turn; ``None`` keeps the chat template's default.
         audio_token: placeholder token, repeated once per audio token in the prompt.
-        chunk_seconds, left_context_seconds: the feature mode (see
+        chunk_seconds, left_context_seconds, right_context_seconds: the feature mode (see
             :class:`~pipecat_tiny_audio.features.FeatureMode`); ``chunk_seconds=None`` encodes
             whole utterances.
         max_new_tokens: hard cap on generated tokens.
@@ -58,6 +58,7 @@ class TinyAudioConfig(PretrainedConfig):
         audio_token: str = "<audio>",
         chunk_seconds: float | None = None,
         left_context_seconds: float = 0.0,
+        right_context_seconds: float = 0.0,
         max_new_tokens: int = 128,
         max_tokens_per_second: float = 8.0,
         **kwargs,
@@ -79,6 +80,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.audio_token = audio_token
         self.chunk_seconds = chunk_seconds
         self.left_context_seconds = left_context_seconds
+        self.right_context_seconds = right_context_seconds
         self.max_new_tokens = max_new_tokens
         self.max_tokens_per_second = max_tokens_per_second
         super().__init__(**kwargs)

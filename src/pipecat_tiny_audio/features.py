@@ -7,7 +7,10 @@ is always served exactly the features it was trained on.
 Whisper was trained on 30 s windows; we run it on only the frames that exist ("trimmed"
 input), which is ~5x cheaper for short utterances. In chunked mode each chunk is encoded
 together with up to ``left_context_seconds`` of the audio before it, and only the chunk's own
-frames are kept: this is what lets a streaming decoder encode every chunk exactly once.
+frames are kept: this is what lets a streaming decoder encode every chunk exactly once. With
+``right_context_seconds`` a chunk is encoded only once that much audio after it has arrived, so its
+frames are not the last of Whisper's window (the worst-informed frames of a bidirectional encoder):
+partials lag by the look-ahead, a final does not (the audio ends there either way).
 """
 
 from __future__ import annotations
@@ -32,19 +35,22 @@ class FeatureMode:
 
     ``chunk_seconds=None`` encodes the whole utterance at once. Otherwise audio is encoded in
     chunks of ``chunk_seconds`` (a multiple of 20 ms), each with ``left_context_seconds`` of
-    preceding audio as context.
+    preceding audio and up to ``right_context_seconds`` of following audio as context.
     """
 
     chunk_seconds: float | None = None
     left_context_seconds: float = 0.0
+    right_context_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.chunk_seconds is not None:
             frames = self.chunk_seconds * SAMPLE_RATE / SAMPLES_PER_FRAME
             if self.chunk_seconds <= 0 or abs(frames - round(frames)) > 1e-6:
                 raise ValueError(f"chunk_seconds must be a positive multiple of 0.02 s, got {self.chunk_seconds}")
-        if self.left_context_seconds < 0:
-            raise ValueError("left_context_seconds must be >= 0")
+        if self.left_context_seconds < 0 or self.right_context_seconds < 0:
+            raise ValueError("left_context_seconds and right_context_seconds must be >= 0")
+        if self.right_context_seconds and self.chunk_seconds is None:
+            raise ValueError("right_context_seconds needs chunk_seconds (whole utterances see everything)")
 
     @property
     def chunk_samples(self) -> int | None:
@@ -54,8 +60,16 @@ class FeatureMode:
     def context_samples(self) -> int:
         return round(self.left_context_seconds * SAMPLE_RATE)
 
+    @property
+    def lookahead_samples(self) -> int:
+        # Whole frames, so a chunk's frames line up with an offline pass whatever follows.
+        return round(self.right_context_seconds * SAMPLE_RATE) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
+
     def to_dict(self) -> dict:
-        return {"chunk_seconds": self.chunk_seconds, "left_context_seconds": self.left_context_seconds}
+        mode = {"chunk_seconds": self.chunk_seconds, "left_context_seconds": self.left_context_seconds}
+        if self.right_context_seconds:  # absent when 0, so caches keyed before it existed stay valid
+            mode["right_context_seconds"] = self.right_context_seconds
+        return mode
 
 
 @lru_cache(maxsize=4)
@@ -113,17 +127,25 @@ def _encode_window(encoder: nn.Module, audio: torch.Tensor) -> torch.Tensor:
 
 
 def encode_chunk(
-    encoder: nn.Module, chunk: np.ndarray | torch.Tensor, context: np.ndarray | torch.Tensor | None = None
+    encoder: nn.Module,
+    chunk: np.ndarray | torch.Tensor,
+    context: np.ndarray | torch.Tensor | None = None,
+    lookahead: np.ndarray | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Encoder frames of ``chunk`` alone, computed with ``context`` (earlier audio) in view."""
+    """Encoder frames of ``chunk`` alone, computed with ``context`` (earlier audio) and
+    ``lookahead`` (later audio, whole 20 ms frames of a whole-frame chunk) in view."""
     chunk = _as_tensor(chunk)
     if chunk.numel() == 0:
         return torch.zeros(0, encoder.config.d_model)
     context = _as_tensor(context) if context is not None and len(context) else chunk[:0]
+    lookahead = _as_tensor(lookahead) if lookahead is not None and len(lookahead) else chunk[:0]
+    if lookahead.numel() and chunk.numel() % SAMPLES_PER_FRAME:
+        raise ValueError("a chunk with look-ahead must be whole 20 ms frames")
     # Keep context frame-aligned so the chunk's frames line up with an offline pass.
     context = context[context.numel() % SAMPLES_PER_FRAME :]
-    frames = _encode_window(encoder, torch.cat([context, chunk]))
-    return frames[context.numel() // SAMPLES_PER_FRAME :]
+    first = context.numel() // SAMPLES_PER_FRAME
+    frames = _encode_window(encoder, torch.cat([context, chunk, lookahead]))
+    return frames[first : first + -(-chunk.numel() // SAMPLES_PER_FRAME)]
 
 
 def encode_audio(
@@ -140,7 +162,12 @@ def encode_audio(
     if step is None:
         return _encode_window(encoder, audio)
     parts = [
-        encode_chunk(encoder, audio[start : start + step], audio[max(0, start - mode.context_samples) : start])
+        encode_chunk(
+            encoder,
+            audio[start : start + step],
+            audio[max(0, start - mode.context_samples) : start],
+            audio[start + step : start + step + mode.lookahead_samples],
+        )
         for start in range(0, audio.numel(), step)
     ]
     return torch.cat(parts)

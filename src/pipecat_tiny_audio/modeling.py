@@ -126,7 +126,8 @@ class TinyAudioModel(PreTrainedModel):
 
     @property
     def feature_mode(self) -> FeatureMode:
-        return FeatureMode(self.config.chunk_seconds, self.config.left_context_seconds)
+        config = self.config
+        return FeatureMode(config.chunk_seconds, config.left_context_seconds, config.right_context_seconds)
 
     def encode(self, audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Encoder features (frames, d) of 16 kHz mono float audio, in the model's feature mode."""
@@ -406,6 +407,8 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "audio_token": (str,),
     "chunk_seconds": (int, float, type(None)),
     "left_context_seconds": (int, float),
+    "right_context_seconds": (int, float),
+    "projector_options": (dict, type(None)),
     "max_new_tokens": (int,),
     "max_tokens_per_second": (int, float),
 }

@@ -243,12 +243,19 @@ class StreamingDecoder:
         if step is None:
             return
         audio = self._audio.view()
-        while self._encoded + step <= audio.size:
-            start = self._encoded
-            context = audio[max(0, start - self._mode.context_samples) : start]
-            frames = encode_chunk(self.model.encoder, audio[start : start + step], context)
-            self._frames = torch.cat([self._frames, frames])
+        while self._encoded + step + self._mode.lookahead_samples <= audio.size:
+            self._frames = torch.cat([self._frames, self._encode_chunk_at(self._encoded)])
             self._encoded += step
+
+    def _encode_chunk_at(self, start: int) -> torch.Tensor:
+        """Frames of the chunk starting at ``start``, with the context an offline pass gives it."""
+        audio, step = self._audio.view(), self._mode.chunk_samples
+        return encode_chunk(
+            self.model.encoder,
+            audio[start : start + step],
+            audio[max(0, start - self._mode.context_samples) : start],
+            audio[start + step : start + step + self._mode.lookahead_samples],
+        )
 
     def _features(self, final: bool) -> torch.Tensor:
         """Encoder frames of the segment: complete chunks, plus the unfinished one when ``final``."""
@@ -257,9 +264,9 @@ class StreamingDecoder:
             return encode_audio(self.model.encoder, audio, self._mode)
         if not final or self._encoded == audio.size:
             return self._frames
-        context = audio[max(0, self._encoded - self._mode.context_samples) : self._encoded]
-        tail = encode_chunk(self.model.encoder, audio[self._encoded :], context)
-        return torch.cat([self._frames, tail])
+        # The unfinished chunk, and with look-ahead the chunks still waiting for theirs.
+        tail = [self._encode_chunk_at(start) for start in range(self._encoded, audio.size, self._mode.chunk_samples)]
+        return torch.cat([self._frames, *tail])
 
     @torch.no_grad()
     def _decode(self, final: bool, interrupt: threading.Event | None = None) -> list[int]:
@@ -315,8 +322,8 @@ class StreamingDecoder:
         rest = audio[cut:].copy()
         step = self._mode.chunk_samples
         if step is not None:
-            # Chunks that end after the cut were encoded with audio the segment no longer has.
-            self._encoded = cut // step * step
+            # Chunks whose audio or look-ahead ends after the cut saw audio the segment no longer has.
+            self._encoded = max(0, (cut - self._mode.lookahead_samples) // step * step)
             self._frames = self._frames[: self._encoded // SAMPLES_PER_FRAME]
             kept_groups = self._frames.shape[0] // self._k
             if self._cached_groups > kept_groups:
