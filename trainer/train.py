@@ -188,7 +188,8 @@ def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
     if mismatched:
         raise ConfigError(f"init_from={source} was trained with other model settings: {'; '.join(mismatched)}")
     restore_trainables(model, {"projector": pretrained.trainable_state_dict(), "lora": pretrained.adapter_state_dict()})
-    logger.info(f"projector and LoRA weights initialised from {source}")
+    what = "projector and LoRA weights" if pretrained.config.lora_rank > 0 else "projector weights (no LoRA in it)"
+    logger.info(f"{what} initialised from {source}")
 
 
 def _comparable(value: Any) -> Any:
