@@ -246,7 +246,7 @@ def breakdown(args) -> None:
 
         return wrapper
 
-    streaming.encode_chunk = timed("encoder per chunk", streaming.encode_chunk)
+    streaming.encode_chunk_at = timed("encoder per chunk", streaming.encode_chunk_at)
     streaming.encode_audio = timed("encoder, whole utterance", streaming.encode_audio)
     model.projector.forward = timed("projector", model.projector.forward)
     llm_forward = model.llm.forward

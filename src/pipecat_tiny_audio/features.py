@@ -148,6 +148,16 @@ def encode_chunk(
     return frames[first : first + -(-chunk.numel() // SAMPLES_PER_FRAME)]
 
 
+def encode_chunk_at(
+    encoder: nn.Module, audio: np.ndarray | torch.Tensor, start: int, mode: FeatureMode
+) -> torch.Tensor:
+    """Frames of ``audio``'s chunk starting at ``start``, with the context ``mode`` gives it: what
+    :func:`encode_audio` computes for that chunk, whenever enough of ``audio`` has arrived."""
+    end = start + mode.chunk_samples
+    context = audio[max(0, start - mode.context_samples) : start]
+    return encode_chunk(encoder, audio[start:end], context, audio[end : end + mode.lookahead_samples])
+
+
 def encode_audio(
     encoder: nn.Module, audio: np.ndarray | torch.Tensor, mode: FeatureMode = FeatureMode()
 ) -> torch.Tensor:
@@ -161,13 +171,4 @@ def encode_audio(
     step = mode.chunk_samples
     if step is None:
         return _encode_window(encoder, audio)
-    parts = [
-        encode_chunk(
-            encoder,
-            audio[start : start + step],
-            audio[max(0, start - mode.context_samples) : start],
-            audio[start + step : start + step + mode.lookahead_samples],
-        )
-        for start in range(0, audio.numel(), step)
-    ]
-    return torch.cat(parts)
+    return torch.cat([encode_chunk_at(encoder, audio, start, mode) for start in range(0, audio.numel(), step)])

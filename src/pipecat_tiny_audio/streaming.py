@@ -27,7 +27,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, as_float_samples
 from pipecat_tiny_audio.decoding import greedy_decode, truncate_cache
-from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk
+from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk_at
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
 
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
@@ -244,18 +244,9 @@ class StreamingDecoder:
             return
         audio = self._audio.view()
         while self._encoded + step + self._mode.lookahead_samples <= audio.size:
-            self._frames = torch.cat([self._frames, self._encode_chunk_at(self._encoded)])
+            frames = encode_chunk_at(self.model.encoder, audio, self._encoded, self._mode)
+            self._frames = torch.cat([self._frames, frames])
             self._encoded += step
-
-    def _encode_chunk_at(self, start: int) -> torch.Tensor:
-        """Frames of the chunk starting at ``start``, with the context an offline pass gives it."""
-        audio, step = self._audio.view(), self._mode.chunk_samples
-        return encode_chunk(
-            self.model.encoder,
-            audio[start : start + step],
-            audio[max(0, start - self._mode.context_samples) : start],
-            audio[start + step : start + step + self._mode.lookahead_samples],
-        )
 
     def _features(self, final: bool) -> torch.Tensor:
         """Encoder frames of the segment: complete chunks, plus the unfinished one when ``final``."""
@@ -265,7 +256,10 @@ class StreamingDecoder:
         if not final or self._encoded == audio.size:
             return self._frames
         # The unfinished chunk, and with look-ahead the chunks still waiting for theirs.
-        tail = [self._encode_chunk_at(start) for start in range(self._encoded, audio.size, self._mode.chunk_samples)]
+        tail = [
+            encode_chunk_at(self.model.encoder, audio, start, self._mode)
+            for start in range(self._encoded, audio.size, self._mode.chunk_samples)
+        ]
         return torch.cat([self._frames, *tail])
 
     @torch.no_grad()
