@@ -140,13 +140,17 @@ class SwiGLUProjector(AudioProjector):
             self.norm.weight.fill_(scale)
 
 
-def rotate_half_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
-    """Rotary position embedding of (B, H, P, D) queries or keys at integer ``positions`` (P,)."""
-    half = x.shape[-1] // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32)[:, None] * freqs[None, :]
+def rope_angles(length: int, head_dim: int, device: torch.device, base: float = 10_000.0) -> torch.Tensor:
+    """(P, head_dim/2) rotary angles of positions 0..length-1, shared by every layer of a pass."""
+    half = head_dim // 2
+    freqs = base ** (-torch.arange(half, device=device, dtype=torch.float32) / half)
+    return torch.arange(length, device=device, dtype=torch.float32)[:, None] * freqs[None, :]
+
+
+def rotate_half_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of (B, H, P, D) queries or keys by :func:`rope_angles`."""
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
+    x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
@@ -163,11 +167,10 @@ class ChunkAttentionLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        positions = torch.arange(length, device=x.device)
-        q, k = rotate_half_rope(q, positions), rotate_half_rope(k, positions)
+        q, k = rotate_half_rope(q, angles), rotate_half_rope(k, angles)
         attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
@@ -211,6 +214,7 @@ class ChunkTransformerProjector(AudioProjector):
                 f"and divide block_frames ({block_frames})"
             )
         self.stride, self.block_frames, self.left_blocks = ctc_stride, block_frames, left_blocks
+        self.head_dim = hidden_dim // heads
         self.vocabulary = CharacterVocabulary(characters) if characters else None
         self.input = nn.Linear(encoder_dim * ctc_stride, hidden_dim)
         self.layers = nn.ModuleList(ChunkAttentionLayer(hidden_dim, heads, dropout) for _ in range(layers))
@@ -227,13 +231,14 @@ class ChunkTransformerProjector(AudioProjector):
         """Encoder frames before a block that its outputs can depend on (the receptive field)."""
         return len(self.layers) * self.left_blocks * self.block_frames
 
-    def attention_mask(self, positions: int, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, 1, P, P) boolean: own block and ``left_blocks`` before it, never padding."""
-        block = torch.arange(positions, device=lengths.device) // (self.block_frames // self.stride)
+    def attention_mask(self, valid: torch.Tensor) -> torch.Tensor:
+        """(B, 1, P, P) boolean from (B, P) ``valid`` positions: own block and ``left_blocks`` before
+        it, never padding."""
+        positions = valid.shape[1]
+        block = torch.arange(positions, device=valid.device) // (self.block_frames // self.stride)
         distance = block[:, None] - block[None, :]
         allowed = (distance >= 0) & (distance <= self.left_blocks)
-        valid = torch.arange(positions, device=lengths.device)[None, :] < lengths[:, None]
-        itself = torch.eye(positions, dtype=torch.bool, device=lengths.device)  # no empty row in padding
+        itself = torch.eye(positions, dtype=torch.bool, device=valid.device)  # no empty row in padding
         return ((allowed[None] & valid[:, None, :]) | itself).unsqueeze(1)
 
     def body_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -244,12 +249,12 @@ class ChunkTransformerProjector(AudioProjector):
         if lengths is None:
             lengths = torch.full((features.shape[0],), features.shape[1], device=features.device)
         x = self.input(stack_frames(features, self.stride))
-        body_lengths = self.body_lengths(lengths.to(x.device))
-        mask = self.attention_mask(x.shape[1], body_lengths)
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < self.body_lengths(lengths.to(x.device))[:, None]
+        mask = self.attention_mask(valid)
+        angles = rope_angles(x.shape[1], self.head_dim, x.device)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, angles)
         # Padding reads as zeros, as the zero-padded last group of a lone utterance does.
-        valid = torch.arange(x.shape[1], device=x.device)[None, :] < body_lengths[:, None]
         return self.norm(x) * valid.unsqueeze(-1)
 
     def ctc_logits(self, hidden: torch.Tensor) -> torch.Tensor:
