@@ -215,15 +215,21 @@ def ctc_loss(
     """The alignment loss: CTC of the projector's own character head if it has one, else of ``head``
     over the LLM's token embeddings; with both, plus ``llm_weight`` × the latter on the projector's
     output, which puts the audio tokens near the embeddings of the words spoken (DESIGN.md)."""
-    loss = torch.zeros(())
-    if model.projector.vocabulary is not None:
-        loss = character_ctc_loss(model.projector, features, texts)
-        if head is None or not llm_weight:
-            return loss
+    if model.projector.vocabulary is None:
+        return llm_embedding_ctc_loss(model, head, features, texts)
+    loss = character_ctc_loss(model.projector, features, texts)
+    if head is not None and llm_weight:
+        loss = loss + llm_weight * llm_embedding_ctc_loss(model, head, features, texts)
+    return loss
+
+
+def llm_embedding_ctc_loss(
+    model: TinyAudioModel, head: CTCHead, features: list[torch.Tensor], texts: list[str]
+) -> torch.Tensor:
+    """CTC of the projector's output scored against the LLM's token embeddings by ``head``."""
     projected, lengths = project(model, features)
     embeddings = model.llm.get_input_embeddings().weight
-    llm_loss = head.loss(projected, lengths, head.targets(texts, model.tokenizer), embeddings)
-    return llm_loss if model.projector.vocabulary is None else loss + llm_weight * llm_loss
+    return head.loss(projected, lengths, head.targets(texts, model.tokenizer), embeddings)
 
 
 def lm_loss(model: TinyAudioModel, features: list[torch.Tensor], texts: list[str]) -> torch.Tensor:
