@@ -18,7 +18,7 @@ from trainer_helpers import tiny_train_config, write_tone_manifest
 from pipecat_tiny_audio import CheckpointError, FeatureMode, TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from trainer.checkpoint import list_checkpoints
-from trainer.config import ConfigError, StageConfig
+from trainer.config import ConfigError, StageConfig, read_saved_config
 from trainer.ctc import CTCHead, character_greedy_decode
 from trainer.data import SkipCounter, Utterance
 from trainer.feature_cache import FeatureCache
@@ -253,6 +253,21 @@ def test_llm_stages_start_from_an_alignment_model_without_lora(tiny_source_dirs,
     assert tuned.config.lora_rank == 4 and aligned.config.lora_rank == 0
     for name, weight in tuned.trainable_state_dict().items():
         assert torch.equal(weight, aligned.trainable_state_dict()[name]), name
+
+
+def test_a_recogniser_run_learns_subword_units_from_its_transcripts(tiny_source_dirs, tiny_data, tmp_path):
+    overrides = [
+        "model.projector_type=chunk_transformer",
+        "model.stack_factor=8",
+        "model.lora_rank=0",
+        "subword_units=8",
+        "stages=[{name: ctc, steps: 2, lr: 0.01, warmup_steps: 0, batch_size: 4}]",
+    ]
+    run_dir = train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "units", overrides))
+    model = TinyAudioModel.from_pretrained(run_dir / "model")
+    units = model.config.projector_options["units"]
+    assert 0 < len(units) <= 8 and model.projector.vocabulary.units == tuple(units)
+    assert read_saved_config(run_dir / "config.yaml").model["projector_options"]["units"] == units  # --resume
 
 
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):

@@ -92,6 +92,9 @@ class Config:
     # A saved model (folder or hub id) whose projector and LoRA weights a new run starts from:
     # fine-tune a trained model on new data instead of starting from random weights.
     init_from: str | None = None
+    # A fresh chunk_transformer's CTC head: this many BPE units learned from the training transcripts
+    # on top of its characters (0: characters only). Stored in model.projector_options.units.
+    subword_units: int = 0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # 0: one per idle CPU core at start

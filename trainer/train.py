@@ -32,6 +32,7 @@ from tqdm import tqdm
 from transformers import DynamicCache
 
 from pipecat_tiny_audio import TinyAudioModel
+from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS
 from pipecat_tiny_audio.features import FeatureMode
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from pipecat_tiny_audio.sources import load_whisper_encoder
@@ -50,6 +51,7 @@ from trainer.data import SkipCounter, Utterance, load_source, mix_sources
 from trainer.feature_cache import Example, FeatureCache
 from trainer.feature_masking import mask_features
 from trainer.metrics import cer, normalize, wer
+from trainer.subword_units import learn_units
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -167,9 +169,9 @@ INIT_KEYS = (
 )
 
 
-def build_model(config: Config, device: torch.device) -> TinyAudioModel:
+def build_model(config: Config, device: torch.device, encoder: torch.nn.Module | None = None) -> TinyAudioModel:
     torch.manual_seed(config.seed)
-    return TinyAudioModel(config.tiny_audio_config()).to(device)
+    return TinyAudioModel(config.tiny_audio_config(), encoder=encoder).to(device)
 
 
 def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
@@ -550,12 +552,19 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
     def autocast() -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
 
-    # -- model and data (encoding whatever is not in the feature cache yet)
-    model = build_model(config, device)
+    # -- data (encoding whatever is not in the feature cache yet), then the model
+    cache = feature_cache(config)
+    train_sources, dev = prepare_data(config, cache)
+    options = config.model["projector_options"] or {}
+    if config.subword_units and "units" not in options and not config.init_from:
+        texts = [e.text for rows, _ in train_sources for e in rows]
+        units = learn_units(texts, config.subword_units, options.get("characters", DEFAULT_CHARACTERS))
+        config.model["projector_options"] = {**options, "units": units}
+        save_config(config, run_dir / "config.yaml")  # --resume rebuilds the same head
+        logger.info(f"CTC head: {len(units)} subword units learned from the training transcripts, e.g. {units[:8]}")
+    model = build_model(config, device, encoder=cache.encoder)
     if config.init_from and not resume:  # a resumed run's checkpoint already holds these weights
         init_from_pretrained(model, config.init_from)
-    cache = feature_cache(config, model)
-    train_sources, dev = prepare_data(config, cache)
     embeddings = model.llm.get_input_embeddings().weight.detach().cpu()
     head = None
     aligned = any(stage.name == "ctc" or stage.ctc_weight for stage in config.stages)

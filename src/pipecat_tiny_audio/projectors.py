@@ -185,7 +185,8 @@ class ChunkTransformerProjector(AudioProjector):
     decoder's chunk, so no look-ahead beyond audio that has arrived) and ``left_blocks`` blocks
     before it. A CTC head over characters reads the top layer (the alignment stage trains it:
     open vocabulary, context across frames); an adapter stacks ``k / ctc_stride`` positions into one
-    LLM audio token. ``hidden_dim`` is the Transformer's width. ``characters=None`` builds no CTC
+    LLM audio token. ``hidden_dim`` is the Transformer's width. ``units`` adds multi-character CTC
+    classes (see :class:`CharacterVocabulary`). ``characters=None`` builds no CTC
     head: the alignment stage then scores the adapter's output against the LLM's token embeddings.
 
     Because attention is block-causal with a bounded window, the outputs for a block depend on at
@@ -206,6 +207,7 @@ class ChunkTransformerProjector(AudioProjector):
         left_blocks: int = 4,
         dropout: float = 0.1,
         characters: str | None = DEFAULT_CHARACTERS,
+        units: list[str] | None = None,
     ):
         super().__init__(encoder_dim, llm_dim, stack_factor, hidden_dim)
         if stack_factor % ctc_stride or block_frames % stack_factor:
@@ -215,7 +217,7 @@ class ChunkTransformerProjector(AudioProjector):
             )
         self.stride, self.block_frames, self.left_blocks = ctc_stride, block_frames, left_blocks
         self.head_dim = hidden_dim // heads
-        self.vocabulary = CharacterVocabulary(characters) if characters else None
+        self.vocabulary = CharacterVocabulary(characters, units or ()) if characters else None
         self.input = nn.Linear(encoder_dim * ctc_stride, hidden_dim)
         self.layers = nn.ModuleList(ChunkAttentionLayer(hidden_dim, heads, dropout) for _ in range(layers))
         self.norm = RMSNorm(hidden_dim)
