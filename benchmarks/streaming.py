@@ -229,7 +229,7 @@ def breakdown(args) -> None:
     import torch
 
     import pipecat_tiny_audio.streaming as streaming
-    from pipecat_tiny_audio.stt import load_model
+    from pipecat_tiny_audio.shared_model import load_model
 
     torch.set_num_threads(args.threads or 1)  # TinyAudioSTT's default
     model = load_model(args.model or "default", "cpu")
