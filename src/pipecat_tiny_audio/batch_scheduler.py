@@ -27,6 +27,11 @@ A batch of passes is capped at :data:`BATCH_TOKENS` new tokens (but always takes
 pass): past that a pass is compute-bound, so a bigger batch saves little time and would only
 keep a final that arrives meanwhile waiting longer.
 
+Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
+``python -m benchmarks.batching``, eight 1.96 s windows took 392 ms one at a time and 330 ms as
+one batch, but the batch changes the encoder's output (by up to 3e-4: other matmul blocking),
+which would make a transcript depend on how many other people are talking.
+
 The scheduler knows nothing of Pipecat; the thread starts with the first job and ends after
 :data:`IDLE_SECONDS` without work.
 """
@@ -44,13 +49,15 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import torch
+from loguru import logger
 
 from pipecat_tiny_audio.decoding import Forward, Interrupted, Steps
 from pipecat_tiny_audio.ragged_forward import ragged_forward
 
 T = TypeVar("T")
-# `python benchmarks/batching.py`: a pass over 25 new tokens took 57 ms alone and 43 ms each in a
-# batch of four (41 ms in eights), so little is gained past ~50 tokens.
+# `python -m benchmarks.batching`: a pass over 25 new tokens took 56 ms alone and 47 ms each in a
+# batch of four (49 ms in eights), while single-token steps cost 4x less batched: little is gained
+# past ~50 tokens.
 BATCH_TOKENS = 64
 PARTIAL_PATIENCE = 0.5  # seconds a partial may wait while other jobs run before it is skipped
 IDLE_SECONDS = 2.0
@@ -101,8 +108,8 @@ class _Job:
 
 def _call_steps(fn: Callable[..., T], args: tuple) -> Steps[T]:
     """A plain call as steps: no LLM pass to share, it just runs in its turn."""
+    yield from ()
     return fn(*args)
-    yield  # unreachable: makes this function a generator
 
 
 class BatchScheduler:
@@ -169,7 +176,14 @@ class BatchScheduler:
                         self._thread = None
                         return
                     jobs = list(self._jobs)
-                self._step(jobs)
+                try:
+                    self._step(jobs)
+                except Exception as error:  # a fault of the scheduler's own: fail its jobs, never leave them waiting
+                    logger.exception(f"Tiny Audio scheduler failed: {error}")
+                    for job in jobs:
+                        if not job.finished:
+                            job.steps.close()
+                            self._finish(job, None, error)
 
     def _step(self, jobs: list[_Job]) -> None:
         """One unit of work: advance the most urgent job that can move, or run the most urgent passes."""

@@ -11,13 +11,13 @@ of two ways:
   linear layers (where the weights are read), and attention computed per session against its own
   cache, with no copies beyond the ones the cache makes anyway.
 
-Measured with ``python benchmarks/batching.py`` (SmolLM2-135M as served: fp16 weights, 1 thread,
-caches of 60-250 tokens, median ms; another job shared the 2 cores): 8 single-token steps cost
-140 ms one at a time, 57 ms padded and 36 ms ragged; 8 draft checks of 25 tokens 491 / 402 /
-329 ms; a mix of both 302 / 392 / 178 ms. Padding also changes the logits (by up to 6e-5), while
-ragged gives exactly the logits of one pass at a time, so batching cannot change a transcript.
-(With fp32 weights a batch's single-token rows use another matmul kernel than one row alone, so
-their logits may differ by ~5e-5.)
+Measured with ``python -m benchmarks.batching --threads 1 --repeats 3`` (SmolLM2-135M as served:
+fp16 weights, 1 thread, caches of 60-250 tokens, median ms, one pass at a time / padded / ragged;
+other jobs kept the 2 cores busy, load average ~3.4): 8 single-token steps 154 / 79 / 38 ms;
+8 draft checks of 25 tokens 494 / 431 / 390 ms; 4 of each kind 323 / 429 / 209 ms. Padding also
+changes the logits (by up to 6e-5), while ragged gives exactly the logits of one pass at a time,
+so batching cannot change a transcript. (With fp32 weights, ``--fp32``, a batch's single-token rows
+use another matmul kernel than one row alone, so their logits may differ by ~5e-5.)
 
 The ragged layout re-implements the decoder layer of Llama-family models (SmolLM2 is one) with
 the model's own modules and SDPA attention; any other LLM runs its passes one at a time.
