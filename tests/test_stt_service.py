@@ -160,7 +160,7 @@ async def test_four_concurrent_sessions_get_the_finals_each_gets_alone(model, sp
         return [f.text for f in finals(down)]
 
     alone = [await transcribe(audio) for audio in clips]
-    stats = shared_model(served).scheduler.stats
+    stats = TinyAudioSTT(model=served).scheduler.stats
     batched_before = stats.passes - stats.batches
     together = await asyncio.gather(*(transcribe(audio) for audio in clips))
     assert list(together) == alone and all(len(texts) == 1 for texts in alone)

@@ -52,7 +52,7 @@ from pipecat.utils.time import time_now_iso8601
 from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
-from pipecat_tiny_audio.batch_scheduler import Priority
+from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority
 from pipecat_tiny_audio.commands import Audio, CommandQueue, Preview, Start, Stop, Switch
 from pipecat_tiny_audio.decoding import Steps
 from pipecat_tiny_audio.modeling import TinyAudioModel
@@ -207,6 +207,11 @@ class TinyAudioSTT(STTService):
     def model(self) -> TinyAudioModel:
         """The model this service transcribes with (shared by every service that loaded the same one)."""
         return self._shared.model
+
+    @property
+    def scheduler(self) -> BatchScheduler:
+        """The scheduler that runs this service's model work (with every service on the same model)."""
+        return self._shared.scheduler
 
     @property
     def backlog_seconds(self) -> float:
