@@ -88,7 +88,7 @@ async def test_partials_are_batched_and_a_final_goes_first(served, speech):
         for i, d in enumerate(decoders[:3])
     ]
     final = asyncio.ensure_future(run("final", decoders[3].finalize_steps(), Priority.FINAL))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.01)  # every job is queued
     gate.set()
     await busy
     hypotheses = await asyncio.gather(*partials)

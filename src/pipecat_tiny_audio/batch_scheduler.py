@@ -88,9 +88,8 @@ class _Job:
     deliver: Callable[[Any, BaseException | None], None]
     forward: Forward | None = None  # the LLM pass it waits for
     reply: Any = field(default=None)  # what to send into its steps next: logits, None or Interrupted()
-    started: bool = False
     finished: bool = False
-    starved: float = 0.0  # seconds it waited while other jobs ran (partials only)
+    moved_at: float = field(default_factory=time.perf_counter)  # when it was submitted or last ran
 
     @property
     def urgency(self) -> tuple[int, int]:
@@ -99,11 +98,9 @@ class _Job:
     @property
     def given_up(self) -> bool:
         """Abandon it now: its caller gave up on it, or it is a partial that waited too long."""
-        if self.started and self.forward is None:  # computing between passes: only a pass can be skipped
-            return False
         if self.interrupt is not None and self.interrupt.is_set():
             return True
-        return self.priority is Priority.PARTIAL and self.starved > PARTIAL_PATIENCE
+        return self.priority is Priority.PARTIAL and time.perf_counter() - self.moved_at > PARTIAL_PATIENCE
 
 
 def _call_steps(fn: Callable[..., T], args: tuple) -> Steps[T]:
@@ -194,29 +191,22 @@ class BatchScheduler:
         jobs = [j for j in jobs if not j.finished]
         if not jobs:
             return
-        started = time.perf_counter()
         ready = min((j for j in jobs if j.forward is None), key=lambda j: j.urgency, default=None)
         waiting = sorted((j for j in jobs if j.forward is not None), key=lambda j: j.urgency)
         if ready is not None and (not waiting or ready.priority <= waiting[0].priority):
-            moved = [ready]
             self._advance(ready)
-        else:
-            moved, tokens = [], 0
-            for job in waiting:
-                size = job.forward.inputs_embeds.shape[1]
-                if job.priority != waiting[0].priority or (moved and tokens + size > BATCH_TOKENS):
-                    break
-                moved.append(job)
-                tokens += size
-            self._forward(moved)
-        elapsed = time.perf_counter() - started
-        for job in jobs:
-            if job.priority is Priority.PARTIAL and job not in moved:
-                job.starved += elapsed
+            return
+        batch, tokens = [], 0
+        for job in waiting:
+            size = job.forward.inputs_embeds.shape[1]
+            if job.priority != waiting[0].priority or (batch and tokens + size > BATCH_TOKENS):
+                break
+            batch.append(job)
+            tokens += size
+        self._forward(batch)
 
     def _advance(self, job: _Job) -> None:
         reply, job.reply = job.reply, None
-        job.started = True
         try:
             job.forward = job.steps.throw(reply) if isinstance(reply, Interrupted) else job.steps.send(reply)
         except StopIteration as done:
@@ -225,6 +215,7 @@ class BatchScheduler:
             self._finish(job, None, None)
         except Exception as error:
             self._finish(job, None, error)
+        job.moved_at = time.perf_counter()
 
     def _forward(self, batch: list[_Job]) -> None:
         try:
@@ -237,7 +228,7 @@ class BatchScheduler:
         self.stats.batches += 1
         self.stats.passes += len(batch)
         for job, rows in zip(batch, logits, strict=True):
-            job.forward, job.reply = None, rows
+            job.forward, job.reply, job.moved_at = None, rows, time.perf_counter()
 
     def _finish(self, job: _Job, result: Any, error: BaseException | None) -> None:
         job.finished = True
