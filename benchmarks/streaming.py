@@ -329,15 +329,15 @@ def timeline(args) -> None:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     calls: list[tuple[float, float, bool]] = []  # (start, end, interrupted) of every finalize
-    finalize = streaming.StreamingDecoder.finalize
+    finalize_steps = streaming.StreamingDecoder.finalize_steps
 
-    def timed_finalize(self, *a, **kw):
-        started = time.time()
-        text = finalize(self, *a, **kw)
+    def timed_finalize_steps(self):  # the service's finals run as steps on the model's scheduler
+        started = time.time()  # when the scheduler first runs it
+        text = yield from finalize_steps(self)
         calls.append((started, time.time(), text is None))
         return text
 
-    streaming.StreamingDecoder.finalize = timed_finalize
+    streaming.StreamingDecoder.finalize_steps = timed_finalize_steps
     raw = asyncio.run(stream("ours", args))
     starts, durations, finals = [], [], []
     for begin, end in raw["windows"]:
