@@ -354,7 +354,10 @@ class TinyAudioSTT(STTService):
         scheduler = turn.shared.scheduler
         if isinstance(command, Audio):
             turn.holding = False
-            await scheduler.run(turn.decoder.feed_steps(command.samples), Priority.AUDIO)
+            # Audio that a queued preview or stop waits for is as urgent as the final it leads to.
+            final_waits = self._commands.has(Preview) or self._commands.has(Stop)
+            priority = Priority.FINAL if final_waits else Priority.AUDIO
+            await scheduler.run(turn.decoder.feed_steps(command.samples), priority)
         elif isinstance(command, Start):
             if turn.pending_switch is not None:
                 await self._switch(turn, turn.pending_switch)
