@@ -67,30 +67,15 @@ def build_stt(system: str, args):
     )
 
 
-async def stream(system: str, args) -> dict:
-    """Stream every clip through VAD → STT in real time and return the raw figures."""
-    import psutil
-    from pipecat.audio.vad.silero import SileroVADAnalyzer
-    from pipecat.audio.vad.vad_analyzer import VADParams
+def recorder(events: list):
+    """A pipeline stage that logs VAD starts/stops and transcripts into ``events`` as (time, kind, payload)."""
     from pipecat.frames.frames import (
-        EndFrame,
-        InputAudioRawFrame,
         InterimTranscriptionFrame,
         TranscriptionFrame,
         VADUserStartedSpeakingFrame,
         VADUserStoppedSpeakingFrame,
     )
-    from pipecat.pipeline.pipeline import Pipeline
-    from pipecat.pipeline.worker import PipelineWorker
-    from pipecat.processors.audio.vad_processor import VADProcessor
     from pipecat.processors.frame_processor import FrameProcessor
-    from pipecat.workers.runner import WorkerRunner
-
-    clips = load_clips(args.limit)
-    started = time.perf_counter()
-    stt = build_stt(system, args)
-    load_seconds = time.perf_counter() - started
-    events: list[tuple[float, str, object]] = []  # (time, kind, payload)
 
     class Recorder(FrameProcessor):
         async def process_frame(self, frame, direction):
@@ -106,56 +91,100 @@ async def stream(system: str, args) -> dict:
                 events.append((now, "final", frame.text))
             await self.push_frame(frame, direction)
 
-    vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.2)))
-    worker = PipelineWorker(Pipeline([vad, stt, Recorder()]), cancel_on_idle_timeout=False)
-    peak_rss = 0
-    process = psutil.Process()
+    return Recorder()
 
-    async def sample_rss():
-        nonlocal peak_rss
+
+def vad_worker(stt, events: list):
+    """A pipeline worker for ``VADProcessor(Silero, stop_secs=0.2) → stt``, its output logged into ``events``."""
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.audio.vad.vad_analyzer import VADParams
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.processors.audio.vad_processor import VADProcessor
+
+    vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.2)))
+    return PipelineWorker(Pipeline([vad, stt, recorder(events)]), cancel_on_idle_timeout=False)
+
+
+async def feed_clips(worker, clips: list[dict], events: list) -> list[tuple[float, float]]:
+    """Stream ``clips`` into ``worker`` as 20 ms frames paced by the clock, each after LEAD_SILENCE and
+    followed by silence until its final is in (at least MIN_GAP, at most MAX_WAIT); return each clip's
+    (begin, end) window."""
+    from pipecat.frames.frames import InputAudioRawFrame
+
+    silence = bytes(int(FRAME * 16000) * 2)
+    step = len(silence)
+    clock = time.time()
+    windows = []
+
+    async def send(pcm: bytes):
+        nonlocal clock
+        clock += FRAME
+        await worker.queue_frame(InputAudioRawFrame(audio=pcm, sample_rate=16000, num_channels=1))
+        await asyncio.sleep(max(0.0, clock - time.time()))
+
+    for clip in clips:
+        begin = time.time()
+        for _ in range(round(LEAD_SILENCE / FRAME)):
+            await send(silence)
+        pcm = clip["pcm"]
+        for i in range(0, len(pcm), step):
+            await send(pcm[i : i + step].ljust(step, b"\0"))
+        end = time.time()
+        while time.time() - end < MAX_WAIT:
+            await send(silence)
+            stops = [t for t, kind, _ in events if kind == "stop" and t >= begin]
+            finals = [t for t, kind, _ in events if kind == "final" and stops and t >= stops[-1]]
+            if time.time() - end >= MIN_GAP and stops and finals:
+                break
+        windows.append((begin, time.time()))
+    return windows
+
+
+class PeakRss:
+    """The process's peak resident memory, sampled every 0.1 s while :meth:`watch` runs."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    async def watch(self) -> None:
+        import psutil
+
+        process = psutil.Process()
         while True:
-            peak_rss = max(peak_rss, process.memory_info().rss)
+            self.bytes = max(self.bytes, process.memory_info().rss)
             await asyncio.sleep(0.1)
 
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def stream(system: str, args) -> dict:
+    """Stream every clip through VAD → STT in real time and return the raw figures."""
+    from pipecat.frames.frames import EndFrame
+    from pipecat.workers.runner import WorkerRunner
+
+    clips = load_clips(args.limit)
+    started = time.perf_counter()
+    stt = build_stt(system, args)
+    load_seconds = time.perf_counter() - started
+    events: list[tuple[float, str, object]] = []  # (time, kind, payload)
+    worker = vad_worker(stt, events)
+    rss = PeakRss()
     windows: list[tuple[float, float]] = []
+    streamed = cpu = 0.0
 
     async def feed():
+        nonlocal windows, streamed, cpu
         await asyncio.sleep(1.0)  # let StartFrame reach every processor
-        silence = bytes(int(FRAME * 16000) * 2)
-        step = len(silence)
-        clock = time.time()
-
-        async def send(pcm: bytes):
-            nonlocal clock
-            clock += FRAME
-            await worker.queue_frame(InputAudioRawFrame(audio=pcm, sample_rate=16000, num_channels=1))
-            await asyncio.sleep(max(0.0, clock - time.time()))
-
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.time()
-        for clip in clips:
-            begin = time.time()
-            for _ in range(round(LEAD_SILENCE / FRAME)):
-                await send(silence)
-            pcm = clip["pcm"]
-            for i in range(0, len(pcm), step):
-                await send(pcm[i : i + step].ljust(step, b"\0"))
-            end = time.time()
-            while time.time() - end < MAX_WAIT:
-                await send(silence)
-                stops = [t for t, kind, _ in events if kind == "stop" and t >= begin]
-                finals = [t for t, kind, _ in events if kind == "final" and stops and t >= stops[-1]]
-                if time.time() - end >= MIN_GAP and stops and finals:
-                    break
-            windows.append((begin, time.time()))
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        nonlocal streamed, cpu
-        streamed = time.time() - t0
-        cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        cpu0, t0 = cpu_seconds(), time.time()
+        windows = await feed_clips(worker, clips, events)
+        streamed, cpu = time.time() - t0, cpu_seconds() - cpu0
         await worker.queue_frame(EndFrame())
 
-    streamed = cpu = 0.0
-    sampler = asyncio.create_task(sample_rss())
+    sampler = asyncio.create_task(rss.watch())
     runner = WorkerRunner()
     await runner.add_workers(worker)
     await asyncio.gather(runner.run(), feed())
@@ -167,7 +196,7 @@ async def stream(system: str, args) -> dict:
         "events": events,
         "streamed": streamed,
         "cpu": cpu,
-        "peak_rss": peak_rss,
+        "peak_rss": rss.bytes,
         "load_seconds": load_seconds,
     }
 
@@ -177,37 +206,44 @@ def percentile_ms(seconds: list[float], q: float) -> float:
     return float(np.percentile(seconds, q) * 1000) if seconds else float("nan")
 
 
-def summarize(raw: dict) -> dict:
-    """Per-clip figures from the event log: a clip is one user turn, however the VAD splits it.
+def turn_figures(raw: dict) -> dict:
+    """Per-clip measurements from the event log: a clip is one user turn, however the VAD splits it.
 
     Final latency is measured from the clip's last VAD stop to the last transcript after it, the
     moment a voice agent could answer (earlier segments of a clip may legitimately be dropped as
     non-speech by a segmented STT, so stops and transcripts are not paired one to one).
     """
-    from jiwer import wer
     from whisper_normalizer.english import EnglishTextNormalizer
 
     events = sorted(raw["events"], key=lambda e: e[0])
-    final_latency, first_interim, interims, segments = [], [], [], 0
+    figures = {"final_latency": [], "first_interim": [], "interims": [], "segments": 0, "refs": [], "hyps": []}
     normalize = EnglishTextNormalizer()
-    refs, hyps = [], []
     for text, (begin, end) in zip(raw["clips"], raw["windows"], strict=True):
         window = [(t, kind, p) for t, kind, p in events if begin <= t < end]
         starts = [t for t, kind, _ in window if kind == "start"]
         stops = [t for t, kind, _ in window if kind == "stop"]
         finals = [(t, p) for t, kind, p in window if kind == "final"]
         said = [t for t, kind, _ in window if kind == "interim"]
-        segments += len(stops)
-        interims.append(len(said))
+        figures["segments"] += len(stops)
+        figures["interims"].append(len(said))
         if starts and said:
-            first_interim.append(said[0] - starts[0])
+            figures["first_interim"].append(said[0] - starts[0])
         if stops and finals and finals[-1][0] >= stops[-1]:
-            final_latency.append(finals[-1][0] - stops[-1])
-        refs.append(normalize(text))
-        hyps.append(normalize(" ".join(str(p) for _, p in finals)))
+            figures["final_latency"].append(finals[-1][0] - stops[-1])
+        figures["refs"].append(normalize(text))
+        figures["hyps"].append(normalize(" ".join(str(p) for _, p in finals)))
+    return figures
+
+
+def summarize(raw: dict) -> dict:
+    """The figures of one run (see :func:`turn_figures` for what a turn's latency is)."""
+    from jiwer import wer
+
+    turns = turn_figures(raw)
+    final_latency, first_interim, interims = turns["final_latency"], turns["first_interim"], turns["interims"]
     return {
-        "clips": len(refs),
-        "segments": segments,
+        "clips": len(turns["refs"]),
+        "segments": turns["segments"],
         "finals_measured": len(final_latency),
         "final_p50_ms": percentile_ms(final_latency, 50),
         "final_p90_ms": percentile_ms(final_latency, 90),
@@ -215,7 +251,7 @@ def summarize(raw: dict) -> dict:
         "first_interim_p50_ms": percentile_ms(first_interim, 50),
         "first_interim_p90_ms": percentile_ms(first_interim, 90),
         "interims_per_utterance": float(np.mean(interims)) if interims else 0.0,
-        "wer": wer([r or "<empty>" for r in refs], hyps),
+        "wer": wer([r or "<empty>" for r in turns["refs"]], turns["hyps"]),
         "rtf": raw["cpu"] / raw["streamed"],
         "peak_rss_mb": raw["peak_rss"] / 2**20,
         "load_seconds": raw["load_seconds"],
@@ -229,7 +265,7 @@ def breakdown(args) -> None:
     import torch
 
     import pipecat_tiny_audio.streaming as streaming
-    from pipecat_tiny_audio.stt import load_model
+    from pipecat_tiny_audio.shared_model import load_model
 
     torch.set_num_threads(args.threads or 1)  # TinyAudioSTT's default
     model = load_model(args.model or "default", "cpu")
@@ -293,15 +329,15 @@ def timeline(args) -> None:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     calls: list[tuple[float, float, bool]] = []  # (start, end, interrupted) of every finalize
-    finalize = streaming.StreamingDecoder.finalize
+    finalize_steps = streaming.StreamingDecoder.finalize_steps
 
-    def timed_finalize(self, *a, **kw):
-        started = time.time()
-        text = finalize(self, *a, **kw)
+    def timed_finalize_steps(self):  # the service's finals run as steps on the model's scheduler
+        started = time.time()  # when the scheduler first runs it
+        text = yield from finalize_steps(self)
         calls.append((started, time.time(), text is None))
         return text
 
-    streaming.StreamingDecoder.finalize = timed_finalize
+    streaming.StreamingDecoder.finalize_steps = timed_finalize_steps
     raw = asyncio.run(stream("ours", args))
     starts, durations, finals = [], [], []
     for begin, end in raw["windows"]:

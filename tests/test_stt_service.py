@@ -34,8 +34,9 @@ from pipeline_helpers import FRAME_SECONDS, assert_well_formed, audio_frames, ev
 from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an autouse fixture)
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
+from pipecat_tiny_audio import shared_model as shared_model_module
 from pipecat_tiny_audio import stt as stt_module
-from pipecat_tiny_audio.stt import shared_model
+from pipecat_tiny_audio.shared_model import shared_model
 
 
 @pytest.fixture
@@ -60,9 +61,9 @@ def fed(monkeypatch) -> list[list[np.ndarray]]:
             super().reset()
             utterances.append([])
 
-        def feed(self, audio: np.ndarray) -> None:
-            super().feed(audio)
+        def feed_steps(self, audio: np.ndarray):
             utterances[-1].append(np.asarray(audio, np.float32).copy())
+            return super().feed_steps(audio)
 
     monkeypatch.setattr(stt_module, "StreamingDecoder", RecordingDecoder)
     return utterances
@@ -145,17 +146,25 @@ async def test_stereo_48k_input_is_downmixed_and_resampled(model, speech):
     assert len(finals(down)) == 1
 
 
-async def test_two_concurrent_services_share_one_model(model, speech):
-    async def transcribe(stt: TinyAudioSTT, audio: np.ndarray) -> list[str]:
-        down, _ = await run_test(stt, frames_to_send=audio_frames(utterance(audio)))
+async def test_four_concurrent_sessions_get_the_finals_each_gets_alone(model, speech, say):
+    """Four pipelines, as the runner serves four users, on one model: their passes are batched and every
+    final is what that session gets when it is the only one (with the weights and dtype the service uses)."""
+    served = model.optimize_for_inference()
+    clips = [*speech, say("turn off the lights in the kitchen"), say("could you tell me what time it is")]
+
+    async def transcribe(audio: np.ndarray) -> list[str]:
+        stt = TinyAudioSTT(model=served)
+        assert stt.model is served
+        down, _ = await run_test(with_vad(stt), frames_to_send=audio_frames(utterance(audio)))
         assert_well_formed(down)
         return [f.text for f in finals(down)]
 
-    first, second = TinyAudioSTT(model=model), TinyAudioSTT(model=model)
-    assert first.model is second.model is model
-    together = await asyncio.gather(transcribe(first, speech[0]), transcribe(second, speech[1]))
-    alone = [await transcribe(TinyAudioSTT(model=model), audio) for audio in speech]
+    alone = [await transcribe(audio) for audio in clips]
+    stats = TinyAudioSTT(model=served).scheduler.stats
+    batched_before = stats.passes - stats.batches
+    together = await asyncio.gather(*(transcribe(audio) for audio in clips))
     assert list(together) == alone and all(len(texts) == 1 for texts in alone)
+    assert stats.passes - stats.batches > batched_before, "the sessions' LLM passes were never batched"
 
 
 async def test_garbage_audio_is_skipped_not_fatal(model, speech):
@@ -215,15 +224,17 @@ async def test_settings_update_refuses_other_languages_and_switches_models(model
 def test_default_model_loads_the_shipped_folder_or_warns(model, tiny_config, tmp_path, monkeypatch):
     shipped = tmp_path / "default_model"
     model.save_pretrained(shipped)
-    monkeypatch.setattr(stt_module, "DEFAULT_MODEL_DIR", shipped)
-    assert stt_module.load_model("default", "cpu").config.chunk_seconds == 0.48
+    monkeypatch.setattr(shared_model_module, "DEFAULT_MODEL_DIR", shipped)
+    assert shared_model_module.load_model("default", "cpu").config.chunk_seconds == 0.48
 
     warnings: list[str] = []
     sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
-    monkeypatch.setattr(stt_module, "DEFAULT_MODEL_DIR", tmp_path / "missing")
-    monkeypatch.setattr(stt_module, "TinyAudioConfig", lambda: type(tiny_config).from_dict(tiny_config.to_dict()))
+    monkeypatch.setattr(shared_model_module, "DEFAULT_MODEL_DIR", tmp_path / "missing")
+    monkeypatch.setattr(
+        shared_model_module, "TinyAudioConfig", lambda: type(tiny_config).from_dict(tiny_config.to_dict())
+    )
     try:
-        untrained = stt_module.load_model("default", "cpu")
+        untrained = shared_model_module.load_model("default", "cpu")
     finally:
         logger.remove(sink)
     assert isinstance(untrained, TinyAudioModel) and not untrained.training
@@ -361,7 +372,7 @@ async def test_cancel_during_a_final_abandons_its_decode(model):
             if len(passes) == 1 and stt is not None:
                 loop.call_soon_threadsafe(first_pass.set)
                 # Hold the first pass until cancel() has asked the decode to stop, however loaded the CPU.
-                stt._interrupt.wait(timeout=10)
+                stt._commands.interrupt.wait(timeout=10)
 
     hook = model.llm.register_forward_hook(count)
     try:

@@ -4,13 +4,75 @@ Offline transcription and the streaming decoder share this loop, which is why a 
 equals the offline transcript of the same audio. A *draft* (the previous partial hypothesis)
 is checked in a single forward pass: every draft token that greedy decoding would have produced
 anyway is accepted at once, so an unchanged hypothesis costs one pass instead of one per token.
+
+The loop is written as *steps*: a generator that yields each LLM pass it needs as a
+:class:`Forward` and is sent that pass's logits. :func:`run_steps` runs the passes one at a time;
+a scheduler serving many sessions (:class:`~pipecat_tiny_audio.batch_scheduler.BatchScheduler`)
+runs the passes of several decodes as one batch instead. The decoding logic is the same either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One LLM pass a decode needs: ``inputs_embeds`` (1, n, d) appended to ``cache`` in place.
+
+    Its answer is the logits (``logits_to_keep``, vocab) of the last ``logits_to_keep`` positions.
+    """
+
+    inputs_embeds: torch.Tensor
+    cache: Any  # a transformers DynamicCache
+    logits_to_keep: int
+
+    def run(self, llm: Callable[..., Any]) -> torch.Tensor:
+        """This pass alone, as a plain call of the LLM."""
+        out = llm(
+            inputs_embeds=self.inputs_embeds,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=self.logits_to_keep,
+        )
+        return out.logits[0]
+
+
+# Yields a Forward (an LLM pass, answered with its logits) or None (a point where other work may go
+# first, answered with None); returns the result.
+Steps = Generator[Forward | None, torch.Tensor | None, T]
+
+
+class Interrupted(Exception):
+    """Thrown into a decode's steps when its caller no longer wants the result."""
+
+
+@torch.no_grad()
+def run_steps(llm: Callable[..., Any], steps: Steps[T], interrupt: threading.Event | None = None) -> T:
+    """Run ``steps`` to the end, one plain LLM call per pass.
+
+    If ``interrupt`` is set (from another thread), the next pass is not run: :class:`Interrupted`
+    is thrown into the steps instead, which may catch it and return early.
+    """
+    reply: torch.Tensor | Interrupted | None = None
+    while True:
+        try:
+            request = steps.throw(reply) if isinstance(reply, Interrupted) else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        if request is None:
+            reply = None
+        elif interrupt is not None and interrupt.is_set():
+            reply = Interrupted()
+        else:
+            reply = request.run(llm)
 
 
 def truncate_cache(cache, length: int) -> None:
@@ -35,9 +97,7 @@ def repetition_cut(tokens: list[int], max_repeats: int = 4, max_span: int = 8) -
     return None
 
 
-@torch.no_grad()
-def greedy_decode(
-    llm,
+def greedy_steps(
     embed: Callable[[torch.Tensor], torch.Tensor],
     cache,
     prompt_embeds: torch.Tensor,
@@ -45,8 +105,8 @@ def greedy_decode(
     stop_id: int,
     max_new_tokens: int,
     draft: Sequence[int] = (),
-) -> list[int]:
-    """Greedy continuation of ``prompt_embeds`` (1, L, d) appended to ``cache``.
+) -> Steps[list[int]]:
+    """Greedy continuation of ``prompt_embeds`` (1, L, d) appended to ``cache``, as steps.
 
     The cache is extended in place; callers that want to reuse a prefix truncate it afterwards.
     Returns generated token ids without the stop token.
@@ -56,8 +116,8 @@ def greedy_decode(
     if draft:
         inputs = torch.cat([prompt_embeds, embed(torch.tensor([draft]))], dim=1)
     # Only the last prompt position and the draft positions predict anything we read.
-    logits = llm(inputs_embeds=inputs, past_key_values=cache, use_cache=True, logits_to_keep=len(draft) + 1).logits
-    predicted = logits[0].argmax(-1).tolist()  # predicted[i] follows the prompt and draft[:i]
+    logits = yield Forward(inputs, cache, len(draft) + 1)
+    predicted = logits.argmax(-1).tolist()  # predicted[i] follows the prompt and draft[:i]
     tokens: list[int] = []
     for i, token in enumerate(predicted):
         if token == stop_id or len(tokens) >= max_new_tokens:
@@ -71,9 +131,8 @@ def greedy_decode(
     # Drop the cached positions of rejected draft tokens, then continue one token at a time.
     truncate_cache(cache, cache.get_seq_length() - (len(draft) - len(tokens) + 1))
     while len(tokens) < max_new_tokens:
-        step = embed(torch.tensor([[tokens[-1]]]))
-        logits = llm(inputs_embeds=step, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-        token = int(logits[0, -1].argmax())
+        logits = yield Forward(embed(torch.tensor([[tokens[-1]]])), cache, 1)
+        token = int(logits[-1].argmax())
         if token == stop_id:
             break
         tokens.append(token)
@@ -81,3 +140,18 @@ def greedy_decode(
         if cut is not None:
             return tokens[:cut]
     return tokens
+
+
+def greedy_decode(
+    llm,
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    cache,
+    prompt_embeds: torch.Tensor,
+    *,
+    stop_id: int,
+    max_new_tokens: int,
+    draft: Sequence[int] = (),
+) -> list[int]:
+    """:func:`greedy_steps` run with one plain ``llm`` call per pass."""
+    steps = greedy_steps(embed, cache, prompt_embeds, stop_id=stop_id, max_new_tokens=max_new_tokens, draft=draft)
+    return run_steps(llm, steps)

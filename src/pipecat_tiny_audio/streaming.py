@@ -14,6 +14,11 @@ utterance, so every hypothesis re-encodes it and only the prompt prefix is reuse
 Speech longer than ``max_segment_seconds`` is cut at its quietest point near the limit: the
 part before the cut is finalized into the transcript and decoding continues on a fresh cache
 with the rest, so memory stays bounded and no audio is dropped.
+
+Every method that computes has a *steps* twin (:meth:`StreamingDecoder.feed_steps`,
+:meth:`~StreamingDecoder.partial_steps`, :meth:`~StreamingDecoder.finalize_steps`) that yields its
+LLM passes instead of running them (see :mod:`~pipecat_tiny_audio.decoding`), so a scheduler can run
+the passes of many decoders as one batch. The plain methods run those steps alone.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from transformers import DynamicCache
 
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, as_float_samples
-from pipecat_tiny_audio.decoding import greedy_decode, truncate_cache
+from pipecat_tiny_audio.decoding import Interrupted, Steps, greedy_steps, run_steps, truncate_cache
 from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk_at
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
 
@@ -47,10 +52,6 @@ class Hypothesis:
     text: str
     stable: str
     unstable: str
-
-
-class _Interrupted(Exception):
-    """Raised inside a decode when the caller no longer wants the partial."""
 
 
 class _AudioBuffer:
@@ -166,16 +167,7 @@ class StreamingDecoder:
         Raises :class:`~pipecat_tiny_audio.audio.AudioInputError` for non-1-D input, other dtypes,
         NaN/Inf, or float samples far outside [-1, 1].
         """
-        audio = np.asarray(audio)
-        if audio.ndim != 1:
-            raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
-        audio = as_float_samples(audio)
-        while audio.size:
-            room = self._max_samples - self._audio.size
-            self._append(audio[:room])
-            audio = audio[room:]
-            if self._audio.size >= self._max_samples:
-                audio = np.concatenate([self._cut(), audio])
+        run_steps(self.model.llm, self.feed_steps(audio))
 
     def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
         """Hypothesis for the audio encoded so far (in chunked mode, the unfinished chunk waits).
@@ -183,9 +175,34 @@ class StreamingDecoder:
         Setting ``interrupt`` (from another thread) abandons the decode before its next forward
         pass and returns ``None``, so a partial never delays a final the caller needs now.
         """
+        return run_steps(self.model.llm, self.partial_steps(), interrupt)
+
+    def finalize(self, interrupt: threading.Event | None = None) -> str | None:
+        """Transcript of everything fed since :meth:`reset`, equal to the offline transcription.
+
+        With no segment cut, this is ``model.transcribe(audio)`` of the same samples. Returns
+        ``None`` only when ``interrupt`` was set (a speculative final the caller gave up on).
+        """
+        return run_steps(self.model.llm, self.finalize_steps(), interrupt)
+
+    def feed_steps(self, audio: np.ndarray) -> Steps[None]:
+        """:meth:`feed` as steps: a pause point after each chunk it encodes, LLM passes at a segment cut."""
+        audio = np.asarray(audio)
+        if audio.ndim != 1:
+            raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
+        audio = as_float_samples(audio)
+        while audio.size:
+            room = self._max_samples - self._audio.size
+            yield from self._append(audio[:room])
+            audio = audio[room:]
+            if self._audio.size >= self._max_samples:
+                audio = np.concatenate([(yield from self._cut()), audio])
+
+    def partial_steps(self) -> Steps[Hypothesis | None]:
+        """:meth:`partial` as steps; :class:`~pipecat_tiny_audio.decoding.Interrupted` thrown in gives ``None``."""
         try:
-            tokens = self._decode(final=False, interrupt=interrupt)
-        except _Interrupted:
+            tokens = yield from self._decode(final=False)
+        except Interrupted:
             return None
         text = self._text(tokens)
         words = text.split()
@@ -197,15 +214,11 @@ class StreamingDecoder:
             unstable=" ".join(words[stable:]),
         )
 
-    def finalize(self, interrupt: threading.Event | None = None) -> str | None:
-        """Transcript of everything fed since :meth:`reset`, equal to the offline transcription.
-
-        With no segment cut, this is ``model.transcribe(audio)`` of the same samples. Returns
-        ``None`` only when ``interrupt`` was set (a speculative final the caller gave up on).
-        """
+    def finalize_steps(self) -> Steps[str | None]:
+        """:meth:`finalize` as steps; :class:`~pipecat_tiny_audio.decoding.Interrupted` thrown in gives ``None``."""
         try:
-            tokens = self._decode(final=True, interrupt=interrupt)
-        except _Interrupted:
+            tokens = yield from self._decode(final=True)
+        except Interrupted:
             return None
         text = self._text(tokens)
         self._words = text.split()
@@ -234,7 +247,7 @@ class StreamingDecoder:
         self._words: list[str] = []
         self._decoded: int | None = None  # samples covered by the last decode
 
-    def _append(self, samples: np.ndarray) -> None:
+    def _append(self, samples: np.ndarray) -> Steps[None]:
         if samples.size == 0:
             return
         self._audio.append(samples)
@@ -247,6 +260,7 @@ class StreamingDecoder:
             frames = encode_chunk_at(self.model.encoder, audio, self._encoded, self._mode)
             self._frames = torch.cat([self._frames, frames])
             self._encoded += step
+            yield  # a chunk is one unit of work: a scheduler may run something more urgent now
 
     def _features(self, final: bool) -> torch.Tensor:
         """Encoder frames of the segment: complete chunks, plus the unfinished one when ``final``."""
@@ -262,8 +276,7 @@ class StreamingDecoder:
         ]
         return torch.cat([self._frames, *tail])
 
-    @torch.no_grad()
-    def _decode(self, final: bool, interrupt: threading.Event | None = None) -> list[int]:
+    def _decode(self, final: bool) -> Steps[list[int]]:
         # A hypothesis depends only on the samples it covers: decoding them again would repeat it.
         covers = self._encoded if self._mode.chunk_samples is not None and not final else self._audio.size
         if covers == self._decoded:
@@ -277,15 +290,8 @@ class StreamingDecoder:
         # Audio tokens not yet in the cache go into the same forward pass as the suffix and draft.
         new = model.projector.project_from(features.unsqueeze(0), self._cached_groups)
         suffix = model.embed_tokens(self._suffix_ids)
-
-        def llm(**kwargs):
-            if interrupt is not None and interrupt.is_set():
-                raise _Interrupted
-            return model.llm(**kwargs)
-
         try:
-            self._tokens = greedy_decode(
-                llm,
+            self._tokens = yield from greedy_steps(
                 model.embed_tokens,
                 self._cache,
                 torch.cat([new.to(suffix.dtype), suffix], dim=1),
@@ -293,7 +299,7 @@ class StreamingDecoder:
                 max_new_tokens=model.max_tokens_for(features.shape[0] * FRAME_SECONDS),
                 draft=self._tokens,
             )
-        except _Interrupted:
+        except Interrupted:
             self._decoded = None
             raise
         finally:
@@ -309,7 +315,7 @@ class StreamingDecoder:
     def _join(self, text: str) -> str:
         return " ".join(t for t in [*self._texts, text] if t)
 
-    def _cut(self) -> np.ndarray:
+    def _cut(self) -> Steps[np.ndarray]:
         """Finalize the segment up to its quietest recent point; return the audio after it."""
         audio = self._audio.view()
         cut = _quietest_point(audio, audio.size - round(self._max_samples * CUT_SEARCH_FRACTION))
@@ -326,7 +332,7 @@ class StreamingDecoder:
         self._audio.truncate(cut)
         self._peak = float(np.abs(audio[:cut]).max())
         self._decoded = None
-        text = self._text(self._decode(final=True))
+        text = self._text((yield from self._decode(final=True)))
         if text:
             self._texts.append(text)
         self._offset += cut

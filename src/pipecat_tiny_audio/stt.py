@@ -1,20 +1,21 @@
 """TinyAudioSTT: a streaming, local Pipecat STT service on a Tiny Audio model.
 
-Thin glue between Pipecat frames and :class:`~pipecat_tiny_audio.streaming.StreamingDecoder`.
-The input path (``run_stt``) only converts audio and runs the VAD; a per-service task feeds the
-decoder on the model's own worker thread, so inference never blocks the event loop. Speech is
-segmented by upstream ``VADUserStartedSpeakingFrame``/``VADUserStoppedSpeakingFrame`` when a
-VAD sends them, else by a built-in Silero :class:`~pipecat_tiny_audio.vad.VadBuffer`.
+Thin glue between Pipecat frames and the pieces that do the work, none of which knows Pipecat:
 
-Why the final arrives fast: audio is encoded as it arrives, and when the VAD sees a pause begin
-the service stops feeding the decoder and computes the final right away, during the VAD's
-``stop_secs`` of silence. If the stop follows, that final is ready; if speech resumes, the held
-audio is fed and decoding goes on. The final therefore covers the utterance up to the start of
-its closing pause (the silence after it is dropped).
+- the input path (``run_stt``, Pipecat's event loop) converts each frame to 16 kHz mono
+  (:class:`~pipecat_tiny_audio.resampling.StreamResampler`) and hands it to a
+  :class:`~pipecat_tiny_audio.vad_router.VadRouter`, which decides what reaches the decoder and
+  when an utterance begins, pauses and ends, as commands on a
+  :class:`~pipecat_tiny_audio.commands.CommandQueue`;
+- a per-service decode task takes the commands in order and runs them on the session's
+  :class:`~pipecat_tiny_audio.streaming.StreamingDecoder` through the model's
+  :class:`~pipecat_tiny_audio.batch_scheduler.BatchScheduler`, pacing partials by its
+  :class:`~pipecat_tiny_audio.turn_state.TurnState`, and pushes interim and final transcripts.
 
-One model load is shared by every service in the process (keyed by source and device; a local folder
-by its resolved path, however it is spelled), with a
-single worker thread per model: sessions interleave their calls and keep their own decoders.
+Every service that loads the same model shares it (:mod:`~pipecat_tiny_audio.shared_model`), and
+its scheduler runs all their work on one thread: finals first, LLM passes of several sessions
+batched into one forward, interims thinned out first when the CPU is short. Inference never
+blocks the event loop.
 """
 
 from __future__ import annotations
@@ -23,19 +24,11 @@ import asyncio
 import functools
 import math
 import os
-import threading
 import time
-import weakref
-from collections import deque
-from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soxr
-import torch
 from loguru import logger
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
@@ -59,216 +52,26 @@ from pipecat.utils.time import time_now_iso8601
 from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
-from pipecat_tiny_audio.configuration import TinyAudioConfig
-from pipecat_tiny_audio.modeling import TinyAudioModel, check_device
+from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority
+from pipecat_tiny_audio.commands import Audio, CommandQueue, Preview, Start, Stop, Switch
+from pipecat_tiny_audio.decoding import Steps
+from pipecat_tiny_audio.modeling import TinyAudioModel
+from pipecat_tiny_audio.resampling import StreamResampler
+from pipecat_tiny_audio.shared_model import DEFAULT_MODEL, SharedModel, resolve_device, shared_model
 from pipecat_tiny_audio.streaming import MAX_SEGMENT_RANGE, StreamingDecoder
-from pipecat_tiny_audio.vad import VadBuffer, VadEvent
+from pipecat_tiny_audio.turn_state import TurnState
+from pipecat_tiny_audio.vad_router import VadRouter
 
-DEFAULT_MODEL = "default"
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 # VAD stop → final transcript, for turn strategies (VADParams.stop_secs=0.2). benchmarks/streaming.py
 # --breakdown measured a final whose draft is already right (a converged hypothesis) at 0.48 s p50 on a
 # loaded 2-core CPU, and the pause preview starts ~0.2 s before the stop. Re-measure for the trained
 # default model: the untrained stand-in rewrites its whole (nonsense) hypothesis at every step.
 TINY_AUDIO_TTFS_P99 = 0.5
-HOLD_MARGIN_SECS = 0.5  # a pause held this long past the VAD's stop_secs without a stop is fed after all
-PARTIAL_DUTY = 3.0  # partials take at most about a third of real time
 MAX_PRE_ROLL_SECS = 5.0
-
-
-# -- one model per process ------------------------------------------------------------------
-
-
-class SharedModel:
-    """A loaded model and the single thread every call into it runs on.
-
-    ``num_threads`` sets torch's intra-op threads on that thread (PyTorch also makes it the
-    default for threads started later).
-    """
-
-    def __init__(self, model: TinyAudioModel, name: str, num_threads: int | None = None):
-        self.model = model
-        self.name = name
-        self.num_threads = num_threads
-        self._executor = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix="tiny-audio",
-            initializer=None if num_threads is None else torch.set_num_threads,
-            initargs=() if num_threads is None else (num_threads,),
-        )
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the model's thread without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
-
-
-_lock = threading.Lock()
-_loaded: dict[tuple[str, str, bool], SharedModel] = {}
-_wrapped: weakref.WeakKeyDictionary[TinyAudioModel, SharedModel] = weakref.WeakKeyDictionary()
-
-
-def _resolve_device(device: str) -> str:
-    """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``; a device that is not here raises ``ValueError``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return check_device(device)
-
-
-def load_model(source: str, device: str, fp16: bool = True) -> TinyAudioModel:
-    """Load ``source`` (``"default"``, a checkpoint folder or a hub id) for inference on ``device``.
-
-    ``fp16``: store the LLM's weights in fp16 on CPU (see :meth:`TinyAudioModel.optimize_for_inference`).
-    """
-    if source != DEFAULT_MODEL:
-        model = TinyAudioModel.from_pretrained(source, device=device)
-    elif (DEFAULT_MODEL_DIR / "config.json").is_file():
-        model = TinyAudioModel.from_pretrained(DEFAULT_MODEL_DIR, device=device)
-    else:
-        logger.warning(
-            "pipecat-tiny-audio ships no trained default weights yet: loading the default architecture "
-            "(Whisper base + SmolLM2-135M) with an UNTRAINED projector, so transcripts are nonsense. "
-            "Pass TinyAudioSTT(model=<checkpoint folder>) to use a trained model."
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)  # the same stand-in in every process, so runs compare
-            model = TinyAudioModel(TinyAudioConfig()).eval().to(device)
-    return model.optimize_for_inference(fp16=fp16)
-
-
-def _source_key(source: str | os.PathLike) -> str:
-    """A local folder as its resolved absolute path ("ckpt", "ckpt/", "./ckpt" and "/abs/ckpt" are one
-    model); ``"default"`` and hub ids as given."""
-    text = str(source)
-    path = Path(text).expanduser()
-    return str(path.resolve()) if text != DEFAULT_MODEL and path.is_dir() else text
-
-
-def _check_threads(shared: SharedModel, num_threads: int | None) -> None:
-    if num_threads != shared.num_threads:
-        logger.warning(
-            f"Tiny Audio model {shared.name!r} is already loaded with num_threads={shared.num_threads}; "
-            f"num_threads={num_threads} is ignored (every service shares the model's one worker thread)"
-        )
-
-
-def shared_model(
-    model: str | os.PathLike | TinyAudioModel, device: str = "cpu", num_threads: int | None = None, fp16: bool = True
-) -> SharedModel:
-    """The process-wide :class:`SharedModel` for a model source (loaded once) or instance.
-
-    ``num_threads`` applies when this call creates it (a later call asking for other threads gets
-    a warning); ``fp16`` when it loads a source (an instance is used as it is).
-    """
-    with _lock:
-        if isinstance(model, TinyAudioModel):
-            if model not in _wrapped:
-                _wrapped[model] = SharedModel(model, model.name_or_path or type(model).__name__, num_threads)
-            else:
-                _check_threads(_wrapped[model], num_threads)
-            return _wrapped[model]
-        key = (_source_key(model), _resolve_device(device), fp16)
-        if key not in _loaded:
-            started = time.perf_counter()
-            _loaded[key] = SharedModel(load_model(*key), key[0], num_threads)
-            logger.info(f"Loaded Tiny Audio model {key[0]!r} on {key[1]} in {time.perf_counter() - started:.1f} s")
-        else:
-            _check_threads(_loaded[key], num_threads)
-        return _loaded[key]
-
-
-# -- audio conversion -----------------------------------------------------------------------
 
 
 def _is_english(language: Language | str | None) -> bool:
     return language is not None and str(language).lower().replace("_", "-").split("-")[0] == "en"
-
-
-class _AudioConverter:
-    """Pipecat int16 PCM at any rate/channel count → 16 kHz mono int16 (stream-resampled, no clicks).
-
-    A stream resampler holds back the last few milliseconds of its input (its filter's delay: 37.5 ms
-    at 48 kHz); :meth:`flush` returns them, so the end of an utterance is not left behind.
-    """
-
-    def __init__(self) -> None:
-        self._stream: soxr.ResampleStream | None = None
-        self._rate = 0
-
-    def __call__(self, audio: bytes, sample_rate: int, num_channels: int) -> bytes:
-        if num_channels < 1 or len(audio) % (2 * num_channels):
-            raise AudioInputError(f"{len(audio)} bytes is not a whole number of {num_channels}-channel int16 frames")
-        if not 1000 <= sample_rate <= 384_000:
-            raise AudioInputError(f"unsupported sample rate {sample_rate}")
-        samples = np.frombuffer(audio, "<i2")
-        if num_channels > 1:
-            samples = np.round(samples.reshape(-1, num_channels).mean(axis=1)).astype("<i2")
-        tail = b""
-        if sample_rate != self._rate:  # a new stream; what the old one held back comes first
-            tail = self.flush()
-            self._rate = sample_rate
-            if sample_rate != SAMPLE_RATE:
-                self._stream = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="int16", quality="VHQ")
-        if self._stream is None:
-            return tail + samples.tobytes()
-        return tail + self._stream.resample_chunk(samples).tobytes()
-
-    def flush(self) -> bytes:
-        """The audio the resampler still holds; the next frame starts a fresh stream."""
-        if self._stream is None:
-            return b""
-        held = self._stream.resample_chunk(np.zeros(0, np.int16), last=True).tobytes()
-        self._stream.clear()
-        return held
-
-
-def _pcm_to_float(pcm: bytes) -> np.ndarray:
-    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
-
-
-# -- commands from the input path to the decode task ----------------------------------------
-
-
-@dataclass
-class _Start:
-    pass
-
-
-@dataclass
-class _Audio:
-    samples: np.ndarray
-
-
-@dataclass
-class _Preview:
-    """A pause began: compute the final now, in case the stop follows."""
-
-
-@dataclass
-class _Stop:
-    user_id: str
-    enough_speech: bool = True  # at least min_speech_secs of voiced audio: worth a final
-
-
-@dataclass
-class _Switch:
-    shared: SharedModel
-
-
-@dataclass
-class _Session:
-    """What the decode task knows: the model, the decoder and where the utterance stands."""
-
-    shared: SharedModel
-    decoder: StreamingDecoder
-    active: bool = False  # between _Start and _Stop
-    holding: bool = False  # a pause is held back: its preview is the latest hypothesis
-    last_text: str = ""  # the last interim pushed
-    next_partial_at: float = 0.0  # decoder.audio_seconds at which a partial is due
-    pending_switch: SharedModel | None = None  # a new model, taken at the next utterance
-
-    @property
-    def partial_due(self) -> bool:
-        return self.active and not self.holding and self.decoder.audio_seconds >= self.next_partial_at
 
 
 def _check_seconds(name: str, value: Any, low: float, high: float = math.inf) -> None:
@@ -386,7 +189,7 @@ class TinyAudioSTT(STTService):
             raise ValueError(f"TinyAudioSTT: num_threads must be a positive int or None, got {num_threads!r}")
         _check_vad_params(vad_params)
         super().__init__(settings=default_settings, ttfs_p99_latency=ttfs_p99_latency, **kwargs)
-        self._device = _resolve_device(device)
+        self._device = resolve_device(device)
         self._num_threads = num_threads
         self._fp16 = fp16
         self._shared = shared_model(
@@ -394,25 +197,11 @@ class TinyAudioSTT(STTService):
         )
         self._partial_interval = partial_interval
         self._max_segment_seconds = max_segment_seconds
-        self._vad = VadBuffer(vad_params, pre_roll_secs)
-        self._min_speech_samples = round(min_speech_secs * SAMPLE_RATE)
-        self._convert = _AudioConverter()
+        self._resample = StreamResampler()
         self._frame_format = (SAMPLE_RATE, 1)
-
-        # Input-path state (event loop only).
-        self._upstream_vad = False
-        self._in_utterance = False
-        self._heard_speech = False  # our VAD heard speech in this utterance, so a pause can be held
-        self._voiced = 0  # samples of voiced audio in this utterance
-        self._hold_blocked = False
-        self._held: list[np.ndarray] = []
-        # Decode task state.
-        self._commands: deque = deque()
-        self._wake = asyncio.Event()
-        self._interrupt = threading.Event()  # abandons the in-flight partial or preview (or final, on cancel)
-        self._inflight: str | None = None  # "partial", "preview" or "final" while one runs
+        self._commands = CommandQueue(str(self))
+        self._router = VadRouter(self._commands, vad_params, pre_roll_secs, min_speech_secs)
         self._decode_task: asyncio.Task | None = None
-        self._decode_failed = False  # the decode task died: nothing is queued until it is restarted
 
     @property
     def model(self) -> TinyAudioModel:
@@ -420,9 +209,14 @@ class TinyAudioSTT(STTService):
         return self._shared.model
 
     @property
+    def scheduler(self) -> BatchScheduler:
+        """The scheduler that runs this service's model work (with every service on the same model)."""
+        return self._shared.scheduler
+
+    @property
     def backlog_seconds(self) -> float:
         """Seconds of audio queued for the decoder and not yet fed: near 0 while it keeps up."""
-        return sum(c.samples.size for c in self._commands if isinstance(c, _Audio)) / SAMPLE_RATE
+        return self._commands.backlog_seconds
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -435,18 +229,13 @@ class TinyAudioSTT(STTService):
     async def start(self, frame: StartFrame):
         await super().start(frame)
         if self._decode_task is None:
-            self._start_decode_task()
-
-    def _start_decode_task(self) -> None:
-        self._decode_failed = False
-        self._decode_task = self.create_task(self._decode_loop(), name="tiny_audio_decode")
+            self._decode_task = self.create_task(self._decode_loop(), name="tiny_audio_decode")
 
     async def stop(self, frame: EndFrame):
         """Finish the utterance in progress (its final is pushed), then stop."""
         if self._decode_task is not None:
-            await self._flush_audio()
-            self._end_utterance()
-            self._send(None)
+            await self._end_utterance()
+            self._commands.send(None)
             await self._decode_task
             self._decode_task = None
         await super().stop(frame)
@@ -458,16 +247,15 @@ class TinyAudioSTT(STTService):
     async def cleanup(self):
         await super().cleanup()
         await self._cancel_decode_task()
-        await self._vad.cleanup()
+        await self._router.cleanup()
 
     async def _cancel_decode_task(self) -> None:
-        self._interrupt.set()
+        self._commands.interrupt.set()
         if self._decode_task is not None:
             await self.cancel_task(self._decode_task)
             self._decode_task = None
         self._commands.clear()
-        self._in_utterance = False
-        self._held.clear()
+        self._router.reset()
 
     async def _update_settings(self, delta: STTSettings) -> dict[str, Any]:
         changed = await super()._update_settings(delta)
@@ -488,7 +276,7 @@ class TinyAudioSTT(STTService):
             self._sync_model_name_to_metrics()
             await self.push_error(f"{self}: could not load model {source!r}: {e}", exception=e)
             return
-        self._send(_Switch(shared))
+        self._commands.send(Switch(shared))
 
     # -- input path -------------------------------------------------------------------------
 
@@ -499,131 +287,62 @@ class TinyAudioSTT(STTService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, SpeechControlParamsFrame) and frame.vad_params is not None:
-            self._upstream_vad = True
-            self._vad.set_params(frame.vad_params)
+            self._router.follow_upstream(frame.vad_params)
         elif isinstance(frame, VADUserStartedSpeakingFrame):
-            self._upstream_vad = True
-            if not self._in_utterance and not self.is_muted:
-                self._begin_utterance(self._vad.pre_roll(frame.start_secs), frame.start_secs)
+            self._router.follow_upstream()
+            if not self._router.in_utterance and not self.is_muted:
+                self._router.begin(frame.start_secs)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            self._upstream_vad = True
-            await self._flush_audio()
-            self._end_utterance()
-        elif isinstance(frame, STTMuteFrame) and frame.mute and not self._upstream_vad:
-            await self._flush_audio()
-            self._end_utterance()  # no audio will reach the built-in VAD to end it
+            self._router.follow_upstream()
+            await self._end_utterance()
+        elif isinstance(frame, STTMuteFrame) and frame.mute and not self._router.upstream:
+            await self._end_utterance()  # no audio will reach the built-in VAD to end it
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         """Convert and route one audio frame; transcripts come from the decode task."""
         try:
-            pcm = self._convert(audio, *self._frame_format)
+            pcm = self._resample(audio, *self._frame_format)
         except (AudioInputError, ValueError) as e:
             logger.warning(f"{self}: skipping unusable audio frame: {e}")
             yield None
             return
-        if pcm:
-            event = await self._vad.process(pcm)
-            if event is VadEvent.STARTED and not self._upstream_vad and not self._in_utterance:
-                # The pre-roll includes this frame.
-                self._begin_utterance(self._vad.pre_roll(), self._vad.params.start_secs)
-            elif self._in_utterance:
-                self._route(_pcm_to_float(pcm))
-            if event is VadEvent.STOPPED and not self._upstream_vad and self._in_utterance:
-                await self.start_ttfb_metrics(start_time=time.time() - self._vad.params.stop_secs)
-                await self._flush_audio()
-                self._end_utterance()
+        if pcm and await self._router.process(pcm):
+            await self.start_ttfb_metrics(start_time=time.time() - self._router.params.stop_secs)
+            await self._end_utterance()
         yield None
 
-    async def _flush_audio(self) -> None:
-        """Route the audio the resampler still holds (the utterance's last milliseconds) before a stop."""
-        pcm = self._convert.flush()
-        if pcm:
-            await self._vad.process(pcm)  # keeps the VAD's ring and state in step with the audio
-            if self._in_utterance:
-                self._route(_pcm_to_float(pcm))
-
-    def _begin_utterance(self, pre_roll: bytes, start_secs: float) -> None:
-        """Open an utterance; ``start_secs`` of speech confirmed the VAD's start, so they count as voiced."""
-        self._in_utterance = True
-        self._voiced = round(start_secs * SAMPLE_RATE)
-        self._heard_speech = self._vad.is_speech
-        self._hold_blocked = False
-        self._held.clear()
-        self._send(_Start())
-        if pre_roll:
-            self._send(_Audio(_pcm_to_float(pre_roll)))
-
-    def _route(self, samples: np.ndarray) -> None:
-        """Feed speech to the decoder; hold back a pause, previewing the final when it begins."""
-        if self._vad.is_speech:
-            self._heard_speech, self._hold_blocked = True, False
-            self._voiced += samples.size
-        elif self._heard_speech and not self._hold_blocked:
-            self._held.append(samples)
-            if len(self._held) == 1:
-                self._send(_Preview())
-            if sum(map(len, self._held)) > (self._vad.params.stop_secs + HOLD_MARGIN_SECS) * SAMPLE_RATE:
-                self._hold_blocked = True  # the upstream VAD heard no pause here: feed what was held
-                self._release_held()
-            return
-        self._release_held()
-        self._send(_Audio(samples))
-
-    def _release_held(self) -> None:
-        if self._held:
-            self._send(_Audio(np.concatenate(self._held)))
-            self._held.clear()
-
-    def _end_utterance(self) -> None:
-        """Close the utterance; audio held in its closing pause is dropped."""
-        if not self._in_utterance:
-            return
-        self._in_utterance = False
-        self._held.clear()
-        self.request_finalize()
-        self._send(_Stop(self._user_id, self._voiced >= self._min_speech_samples))
-
-    def _send(self, command: Any) -> None:
-        if self._decode_failed:
-            return  # nothing would ever take it off the queue
-        # A partial is dropped for anything but more audio; a previewed final when speech resumes
-        # (unless the stop already came: then it is the final).
-        audio = isinstance(command, _Audio)
-        resumed = audio and not any(isinstance(c, _Stop) for c in self._commands)
-        if (self._inflight == "partial" and not audio) or (self._inflight == "preview" and resumed):
-            self._interrupt.set()
-        self._commands.append(command)
-        self._wake.set()
+    async def _end_utterance(self) -> None:
+        """Route what the resampler still holds (the utterance's last milliseconds), then close the utterance."""
+        await self._router.flush(self._resample.flush())
+        if self._router.end(self._user_id):
+            self.request_finalize()
 
     # -- decode task ------------------------------------------------------------------------
 
     async def _decode_loop(self) -> None:
         try:
-            session = _Session(self._shared, await self._new_decoder(self._shared))
+            turn = TurnState(self._shared, await self._new_decoder(self._shared), self._partial_interval)
         except Exception as e:
             await self._decode_task_died(e)
             return
         while True:
             try:
                 if self._commands:
-                    command = self._commands.popleft()
+                    command = self._commands.take()
                     if command is None:
                         return
-                    await self._handle(session, command)
-                elif session.partial_due:
-                    await self._partial(session)
+                    await self._handle(turn, command)
+                elif turn.partial_due:
+                    await self._partial(turn)
                 else:
-                    self._wake.clear()
-                    await self._wake.wait()
+                    await self._commands.wait()
             except Exception as e:  # a failed step costs one transcript, never the pipeline
                 await self.push_error(f"{self}: transcription failed: {e}", exception=e)
 
     async def _decode_task_died(self, error: Exception) -> None:
         """Nothing can be transcribed any more: say so upstream (fatal) and stop queueing audio."""
-        self._decode_failed = True
-        self._commands.clear()
-        self._held.clear()
-        self._in_utterance = False
+        self._commands.close()
+        self._router.reset()
         logger.error(f"{self}: the decode task stopped, nothing will be transcribed: {error}")
         # Pipecat 1.14's form of a fatal error: the processor becomes unusable (no more audio reaches
         # run_stt) and the pipeline worker applies its ProcessorUnusablePolicy.
@@ -631,92 +350,83 @@ class TinyAudioSTT(STTService):
             f"{self}: speech-to-text stopped: {error}", exception=error, force_treat_as_permanent=True
         )
 
-    async def _handle(self, session: _Session, command: Any) -> None:
-        decoder, run = session.decoder, session.shared.run
-        if isinstance(command, _Audio):
-            parts = [command.samples]
-            while self._commands and isinstance(self._commands[0], _Audio):
-                parts.append(self._commands.popleft().samples)
-            session.holding = False
-            await run(decoder.feed, np.concatenate(parts))
-        elif isinstance(command, _Start):
-            if session.pending_switch is not None:
-                await self._switch(session, session.pending_switch)
-            await session.shared.run(session.decoder.reset)
-            session.active, session.holding, session.last_text = True, False, ""
-            session.next_partial_at = self._partial_interval
-        elif isinstance(command, _Preview):
-            if any(isinstance(c, _Audio) for c in self._commands):
+    async def _handle(self, turn: TurnState, command: Any) -> None:
+        scheduler = turn.shared.scheduler
+        if isinstance(command, Audio):
+            turn.holding = False
+            # Audio that a queued preview or stop waits for is as urgent as the final it leads to.
+            final_waits = self._commands.has(Preview) or self._commands.has(Stop)
+            priority = Priority.FINAL if final_waits else Priority.AUDIO
+            await scheduler.run(turn.decoder.feed_steps(command.samples), priority)
+        elif isinstance(command, Start):
+            if turn.pending_switch is not None:
+                await self._switch(turn, turn.pending_switch)
+            await turn.shared.scheduler.call(turn.decoder.reset)
+            turn.start()
+        elif isinstance(command, Preview):
+            if self._commands.has(Audio):
                 return  # speech resumed before the preview could start
-            session.holding = True
-            text = await self._interruptible("preview", run, decoder.finalize)
-            stopping = any(isinstance(c, _Stop) for c in self._commands)  # then the final follows at once
-            if text and text != session.last_text and not stopping:
-                session.last_text = text
+            turn.holding = True
+            text = await self._interruptible("preview", turn, turn.decoder.finalize_steps(), Priority.FINAL)
+            stopping = self._commands.has(Stop)  # then the final follows at once
+            if not stopping and turn.is_news(text):
                 await self._push_interim(text)
-        elif isinstance(command, _Stop):
-            session.active = False
-            await self._finalize(session, command.user_id, command.enough_speech)
-        elif isinstance(command, _Switch):
-            if session.active:
-                session.pending_switch = command.shared
+        elif isinstance(command, Stop):
+            turn.active = False
+            await self._finalize(turn, command.user_id, command.enough_speech)
+        elif isinstance(command, Switch):
+            if turn.active:
+                turn.pending_switch = command.shared
             else:
-                await self._switch(session, command.shared)
+                await self._switch(turn, command.shared)
 
-    async def _partial(self, session: _Session) -> None:
+    async def _partial(self, turn: TurnState) -> None:
         started = time.perf_counter()
-        hypothesis = await self._interruptible("partial", session.shared.run, session.decoder.partial)
-        # Partials are best effort: the next waits for at least PARTIAL_DUTY times this one's cost in
-        # new audio, so on a slow machine they thin out instead of falling behind the speaker.
-        gap = max(self._partial_interval, PARTIAL_DUTY * (time.perf_counter() - started))
-        session.next_partial_at = session.decoder.audio_seconds + gap
-        if hypothesis is not None and hypothesis.text and hypothesis.text != session.last_text:
-            session.last_text = hypothesis.text
+        hypothesis = await self._interruptible("partial", turn, turn.decoder.partial_steps(), Priority.PARTIAL)
+        turn.partial_done(time.perf_counter() - started)
+        if hypothesis is not None and turn.is_news(hypothesis.text):
             await self._push_interim(hypothesis.text, hypothesis)
 
-    async def _switch(self, session: _Session, shared: SharedModel) -> None:
-        session.shared = self._shared = shared
-        session.decoder = await self._new_decoder(shared)
-        session.pending_switch = None
+    async def _switch(self, turn: TurnState, shared: SharedModel) -> None:
+        turn.shared = self._shared = shared
+        turn.decoder = await self._new_decoder(shared)
+        turn.pending_switch = None
 
     async def _new_decoder(self, shared: SharedModel) -> StreamingDecoder:
-        return await shared.run(
+        return await shared.scheduler.call(
             functools.partial(StreamingDecoder, shared.model, max_segment_seconds=self._max_segment_seconds)
         )
 
-    async def _interruptible(self, kind: str, run: Callable, method: Callable) -> Any:
-        self._interrupt.clear()
-        self._inflight = kind
-        try:
-            return await run(method, self._interrupt)
-        finally:
-            self._inflight = None
+    async def _interruptible(self, kind: str, turn: TurnState, steps: Steps, priority: Priority) -> Any:
+        """Run ``steps`` so that the commands that make them pointless give them up (see CommandQueue)."""
+        with self._commands.inflight_as(kind) as interrupt:
+            return await turn.shared.scheduler.run(steps, priority, interrupt)
 
-    async def _finalize(self, session: _Session, user_id: str, enough_speech: bool = True) -> None:
+    async def _finalize(self, turn: TurnState, user_id: str, enough_speech: bool = True) -> None:
+        text = ""
         if not enough_speech:
             logger.debug(f"{self}: less than min_speech_secs of voiced audio: no final")
-            text = ""
-            await session.shared.run(session.decoder.reset)
         else:
             await self.start_processing_metrics()
             try:
                 # Interruptible like a partial, so cancel() need not wait for the whole decode.
-                text = await self._interruptible("final", session.shared.run, session.decoder.finalize)
+                text = await self._interruptible("final", turn, turn.decoder.finalize_steps(), Priority.FINAL)
             finally:
-                await session.shared.run(session.decoder.reset)
                 await self.stop_processing_metrics()
         if not text:  # nothing said: no transcript, and no latency to report
             self.confirm_finalize()  # the finalize request is answered, with nothing to transcribe
             await self._cancel_ttfb_timeout()
             await self.cancel_ttfb_metrics()
-            return
-        await self.emit_stt_usage_metrics()
-        self.confirm_finalize()
-        await self.push_frame(
-            TranscriptionFrame(text, user_id, time_now_iso8601(), Language.EN, finalized=True),
-        )
-        await self._handle_transcription(text, True, Language.EN)
-        logger.debug(f"{self}: final transcript [{text}]")
+        else:
+            await self.emit_stt_usage_metrics()
+            self.confirm_finalize()
+            await self.push_frame(
+                TranscriptionFrame(text, user_id, time_now_iso8601(), Language.EN, finalized=True),
+            )
+            await self._handle_transcription(text, True, Language.EN)
+            logger.debug(f"{self}: final transcript [{text}]")
+        # After the transcript is out: the next utterance's Start would reset the decoder anyway.
+        await turn.shared.scheduler.call(turn.decoder.reset, priority=Priority.FINAL)
 
     async def _push_interim(self, text: str, result: Any = None) -> None:
         await self.push_frame(InterimTranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN, result))

@@ -1,0 +1,237 @@
+"""BatchScheduler: the model work of every live session, run on one thread with LLM passes batched.
+
+Every call into a shared model (encoding a session's new audio, a partial, a final) arrives as
+*steps* (see :mod:`~pipecat_tiny_audio.decoding`): a generator that computes until it needs an
+LLM pass and then yields it. The scheduler's thread advances one job at a time, most urgent first,
+and when the most urgent jobs all wait for LLM passes it runs those passes as one ragged batch
+(:func:`~pipecat_tiny_audio.ragged_forward.ragged_forward`), so N sessions' decoding steps read
+the LLM's weights once instead of N times.
+
+Urgency, in this order:
+
+- ``FINAL``: a final transcript (or the speculative final computed when a pause begins). A waiting
+  final is never queued behind partials: it is advanced before anything else, and its passes are
+  batched only with other finals'. At most the unit of work already running delays it.
+- ``AUDIO``: encoding a session's new audio (and other bookkeeping), which keeps every session
+  real-time.
+- ``PARTIAL``: interim transcripts, best effort; they run only when nothing more urgent can, so
+  they are the first to thin out when the CPU is short. A partial that other jobs have kept
+  waiting for :data:`PARTIAL_PATIENCE` is skipped (it ends with ``None``): its session's audio
+  queues up behind it, and a late interim is worth less than keeping up.
+
+Whoever submits a job may give up on it (its ``interrupt`` event): a job given up on, or a skipped
+partial, gets :class:`~pipecat_tiny_audio.decoding.Interrupted` thrown in at once instead of its
+next LLM pass (or before it starts), so it never holds its session up waiting for its turn.
+
+A batch of passes is capped at :data:`BATCH_TOKENS` new tokens (but always takes the most urgent
+pass): past that a pass is compute-bound, so a bigger batch saves little time and would only
+keep a final that arrives meanwhile waiting longer.
+
+Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
+``python -m benchmarks.batching``, eight 1.96 s windows took 392 ms one at a time and 330 ms as
+one batch, but the batch changes the encoder's output (by up to 3e-4: other matmul blocking),
+which would make a transcript depend on how many other people are talking.
+
+The scheduler knows nothing of Pipecat; the thread starts with the first job and ends after
+:data:`IDLE_SECONDS` without work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, TypeVar
+
+import torch
+from loguru import logger
+
+from pipecat_tiny_audio.decoding import Forward, Interrupted, Steps
+from pipecat_tiny_audio.ragged_forward import ragged_forward
+
+T = TypeVar("T")
+# `python -m benchmarks.batching`: a pass over 25 new tokens took 56 ms alone and 47 ms each in a
+# batch of four (49 ms in eights), while single-token steps cost 4x less batched: little is gained
+# past ~50 tokens.
+BATCH_TOKENS = 64
+PARTIAL_PATIENCE = 0.5  # seconds a partial may wait while other jobs run before it is skipped
+IDLE_SECONDS = 2.0
+
+
+@dataclass
+class SchedulerStats:
+    """What the scheduler has run: ``passes / batches`` is the mean number of LLM passes per batch."""
+
+    batches: int = 0  # batches of LLM passes (one forward each, for a Llama-family LLM)
+    passes: int = 0  # LLM passes of decodes
+
+
+class Priority(IntEnum):
+    """How urgent a job is; lower runs first."""
+
+    FINAL = 0
+    AUDIO = 1
+    PARTIAL = 2
+
+
+@dataclass(eq=False)
+class _Job:
+    steps: Steps
+    priority: Priority
+    order: int  # submission order: first come, first served within a priority
+    interrupt: threading.Event | None
+    deliver: Callable[[Any, BaseException | None], None]
+    forward: Forward | None = None  # the LLM pass it waits for
+    reply: Any = field(default=None)  # what to send into its steps next: logits, None or Interrupted()
+    finished: bool = False
+    moved_at: float = field(default_factory=time.perf_counter)  # when it was submitted or last ran
+
+    @property
+    def urgency(self) -> tuple[int, int]:
+        return self.priority, self.order
+
+    @property
+    def given_up(self) -> bool:
+        """Abandon it now: its caller gave up on it, or it is a partial that waited too long."""
+        if self.interrupt is not None and self.interrupt.is_set():
+            return True
+        return self.priority is Priority.PARTIAL and time.perf_counter() - self.moved_at > PARTIAL_PATIENCE
+
+
+def _call_steps(fn: Callable[..., T], args: tuple) -> Steps[T]:
+    """A plain call as steps: no LLM pass to share, it just runs in its turn."""
+    yield from ()
+    return fn(*args)
+
+
+class BatchScheduler:
+    """Runs jobs of many sessions on one model, one thread, most urgent first, LLM passes batched.
+
+    Args:
+        model: a :class:`~pipecat_tiny_audio.modeling.TinyAudioModel` (its ``llm`` runs the passes).
+        num_threads: torch intra-op threads set on the scheduler's thread (``None``: torch's default).
+    """
+
+    def __init__(self, model: Any, num_threads: int | None = None):
+        self.model = model
+        self.num_threads = num_threads
+        self._jobs: list[_Job] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._order = itertools.count()
+        self.stats = SchedulerStats()
+
+    async def run(self, steps: Steps[T], priority: Priority, interrupt: threading.Event | None = None) -> T:
+        """Run ``steps`` on the scheduler's thread and return their result.
+
+        ``interrupt`` set: the steps get :class:`~pipecat_tiny_audio.decoding.Interrupted` instead of
+        their next LLM pass (and a job that lets it escape returns ``None``).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.done():  # its caller was cancelled
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def deliver(result: Any, error: BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's event loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(settle, result, error)
+
+        with self._changed:
+            self._jobs.append(_Job(steps, priority, next(self._order), interrupt, deliver))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="tiny-audio-scheduler", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return await future
+
+    async def call(self, fn: Callable[..., T], *args: Any, priority: Priority = Priority.AUDIO) -> T:
+        """Run ``fn(*args)`` on the scheduler's thread in its turn (every call into a model goes there)."""
+        return await self.run(_call_steps(fn, args), priority)
+
+    # -- the scheduler's thread ---------------------------------------------------------------
+
+    def _serve(self) -> None:
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        with torch.no_grad():
+            while True:
+                with self._changed:
+                    if not self._jobs:
+                        self._changed.wait(IDLE_SECONDS)
+                    if not self._jobs:
+                        self._thread = None
+                        return
+                    jobs = list(self._jobs)
+                try:
+                    self._step(jobs)
+                except Exception as error:  # a fault of the scheduler's own: fail its jobs, never leave them waiting
+                    logger.exception(f"Tiny Audio scheduler failed: {error}")
+                    for job in jobs:
+                        if not job.finished:
+                            job.steps.close()
+                            self._finish(job, None, error)
+
+    def _step(self, jobs: list[_Job]) -> None:
+        """One unit of work: advance the most urgent job that can move, or run the most urgent passes."""
+        for job in jobs:
+            if job.given_up:  # ending it costs next to nothing: no need to wait for its turn
+                job.forward, job.reply = None, Interrupted()
+                self._advance(job)
+        jobs = [j for j in jobs if not j.finished]
+        if not jobs:
+            return
+        ready = min((j for j in jobs if j.forward is None), key=lambda j: j.urgency, default=None)
+        waiting = sorted((j for j in jobs if j.forward is not None), key=lambda j: j.urgency)
+        if ready is not None and (not waiting or ready.priority <= waiting[0].priority):
+            self._advance(ready)
+            return
+        batch, tokens = [], 0
+        for job in waiting:
+            size = job.forward.inputs_embeds.shape[1]
+            if job.priority != waiting[0].priority or (batch and tokens + size > BATCH_TOKENS):
+                break
+            batch.append(job)
+            tokens += size
+        self._forward(batch)
+
+    def _advance(self, job: _Job) -> None:
+        reply, job.reply = job.reply, None
+        try:
+            job.forward = job.steps.throw(reply) if isinstance(reply, Interrupted) else job.steps.send(reply)
+        except StopIteration as done:
+            self._finish(job, done.value, None)
+        except Interrupted:  # given up before it could catch it
+            self._finish(job, None, None)
+        except Exception as error:
+            self._finish(job, None, error)
+        job.moved_at = time.perf_counter()
+
+    def _forward(self, batch: list[_Job]) -> None:
+        try:
+            logits = ragged_forward(self.model.llm, [job.forward for job in batch])
+        except Exception as error:
+            for job in batch:
+                job.steps.close()
+                self._finish(job, None, error)
+            return
+        self.stats.batches += 1
+        self.stats.passes += len(batch)
+        for job, rows in zip(batch, logits, strict=True):
+            job.forward, job.reply, job.moved_at = None, rows, time.perf_counter()
+
+    def _finish(self, job: _Job, result: Any, error: BaseException | None) -> None:
+        job.finished = True
+        with self._changed:
+            self._jobs.remove(job)
+        job.deliver(result, error)

@@ -1,0 +1,54 @@
+"""TurnState: where a session's current utterance stands on the decode side, and when a partial is due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipecat_tiny_audio.streaming import StreamingDecoder
+
+PARTIAL_DUTY = 3.0  # partials take at most about a third of a session's real time
+
+
+@dataclass
+class TurnState:
+    """A session's model, decoder and utterance, as its decode loop sees them.
+
+    Args:
+        shared: the :class:`~pipecat_tiny_audio.shared_model.SharedModel` it decodes with.
+        decoder: its streaming decoder (on that model).
+        partial_interval: seconds of new audio between interim transcripts, at the least.
+    """
+
+    shared: Any
+    decoder: StreamingDecoder
+    partial_interval: float
+    active: bool = False  # between the utterance's start and its stop
+    holding: bool = False  # a pause is held back: its preview is the latest hypothesis
+    last_text: str = ""  # the last interim pushed
+    next_partial_at: float = 0.0  # decoder.audio_seconds at which a partial is due
+    pending_switch: Any = None  # a SharedModel to switch to at the next utterance
+
+    @property
+    def partial_due(self) -> bool:
+        return self.active and not self.holding and self.decoder.audio_seconds >= self.next_partial_at
+
+    def start(self) -> None:
+        """A new utterance: no interim yet, the first partial after ``partial_interval`` of audio."""
+        self.active, self.holding, self.last_text = True, False, ""
+        self.next_partial_at = self.partial_interval
+
+    def partial_done(self, seconds: float) -> None:
+        """Schedule the next partial after one that took ``seconds`` (waiting for the CPU included).
+
+        Partials are best effort: the next waits for at least PARTIAL_DUTY times this one's cost in
+        new audio, so when the CPU is short they thin out instead of holding the speaker up.
+        """
+        self.next_partial_at = self.decoder.audio_seconds + max(self.partial_interval, PARTIAL_DUTY * seconds)
+
+    def is_news(self, text: str | None) -> bool:
+        """Whether ``text`` is worth an interim (non-empty and not the last one); it becomes the last one."""
+        if not text or text == self.last_text:
+            return False
+        self.last_text = text
+        return True

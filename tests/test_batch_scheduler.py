@@ -1,0 +1,114 @@
+"""Serving many sessions on one model: batching their LLM passes changes nothing but the time it
+takes, a final never waits behind partials, and a partial that waits too long is skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+
+import numpy as np
+import pytest
+import torch
+from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an autouse fixture)
+from transformers import DynamicCache
+
+from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel
+from pipecat_tiny_audio.batch_scheduler import PARTIAL_PATIENCE, BatchScheduler, Priority
+from pipecat_tiny_audio.decoding import Forward
+from pipecat_tiny_audio.ragged_forward import ragged_forward
+
+
+@pytest.fixture
+def served(tiny_model) -> TinyAudioModel:
+    """A chunked-mode model that writes audio-dependent text, prepared the way TinyAudioSTT serves it."""
+    tiny_model.config.chunk_seconds, tiny_model.config.left_context_seconds = 0.48, 1.0
+    return make_chatty(tiny_model).optimize_for_inference()
+
+
+@pytest.fixture(scope="module")
+def speech(say) -> list[np.ndarray]:
+    return [
+        say("please book a table for two people tonight"),
+        say("what is the weather like in paris"),
+        say("turn off the lights in the kitchen"),
+        say("could you tell me what time it is"),
+    ]
+
+
+def prefilled(model: TinyAudioModel, length: int, seed: int) -> DynamicCache:
+    cache = DynamicCache()
+    embeds = torch.randn(1, length, model.config.llm_dim, generator=torch.Generator().manual_seed(seed)) * 0.05
+    with torch.no_grad():
+        model.llm(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
+    return cache
+
+
+def fed(model: TinyAudioModel, audio: np.ndarray) -> StreamingDecoder:
+    decoder = StreamingDecoder(model)
+    decoder.feed(audio)
+    return decoder
+
+
+def test_a_ragged_batch_gives_the_logits_and_caches_of_one_pass_at_a_time(served):
+    """Caches of different lengths; a draft check, a single-token step and a short pass in one forward."""
+    width = served.config.llm_dim
+    shapes = [(5, 7, 7), (17, 1, 1), (30, 3, 2)]  # (cached positions, new positions, logits kept)
+    caches = [prefilled(served, cached, seed) for seed, (cached, _, _) in enumerate(shapes)]
+    new = [torch.randn(1, n, width, generator=torch.Generator().manual_seed(10 + n)) * 0.05 for _, n, _ in shapes]
+    alone_caches = [copy.deepcopy(c) for c in caches]
+    alone = [Forward(x, c, k).run(served.llm) for x, c, (_, _, k) in zip(new, alone_caches, shapes, strict=True)]
+    together = ragged_forward(
+        served.llm, [Forward(x, c, k) for x, c, (_, _, k) in zip(new, caches, shapes, strict=True)]
+    )
+    for a, b in zip(alone, together, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(alone_caches, caches, strict=True):
+        assert all(
+            torch.equal(x.keys, y.keys) and torch.equal(x.values, y.values)
+            for x, y in zip(a.layers, b.layers, strict=True)
+        )
+
+
+async def test_partials_are_batched_and_a_final_goes_first(served, speech):
+    scheduler = BatchScheduler(served, num_threads=1)
+    decoders = [fed(served, audio) for audio in speech]
+    twins = [fed(served, audio) for audio in speech]  # the same decoders, run alone
+    finished: list[str] = []
+
+    async def run(name: str, steps, priority: Priority):
+        result = await scheduler.run(steps, priority)
+        finished.append(name)
+        return result
+
+    gate = threading.Event()
+    busy = asyncio.ensure_future(scheduler.call(gate.wait, priority=Priority.FINAL))  # everything queues behind it
+    partials = [
+        asyncio.ensure_future(run(f"partial {i}", d.partial_steps(), Priority.PARTIAL))
+        for i, d in enumerate(decoders[:3])
+    ]
+    final = asyncio.ensure_future(run("final", decoders[3].finalize_steps(), Priority.FINAL))
+    await asyncio.sleep(0.01)  # every job is queued
+    gate.set()
+    await busy
+    hypotheses = await asyncio.gather(*partials)
+
+    assert finished[0] == "final"
+    assert await final == twins[3].finalize()
+    assert [h.text for h in hypotheses] == [t.partial().text for t in twins[:3]]
+    assert all(h.text for h in hypotheses), "empty partials would make the comparison vacuous"
+    assert scheduler.stats.passes > scheduler.stats.batches, "the three partials' passes were never batched"
+
+
+async def test_a_partial_kept_waiting_too_long_is_skipped(served, speech):
+    scheduler = BatchScheduler(served, num_threads=1)
+    decoder = fed(served, speech[0])
+    gate = threading.Event()
+    busy = asyncio.ensure_future(scheduler.call(gate.wait, priority=Priority.FINAL))
+    skipped = asyncio.ensure_future(scheduler.run(decoder.partial_steps(), Priority.PARTIAL))
+    await asyncio.sleep(PARTIAL_PATIENCE + 0.2)
+    gate.set()
+    await busy
+    assert await skipped is None
+    hypothesis = await scheduler.run(decoder.partial_steps(), Priority.PARTIAL)  # nothing else waits now
+    assert hypothesis.text == fed(served, speech[0]).partial().text
