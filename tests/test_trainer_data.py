@@ -141,6 +141,22 @@ def test_a_configured_source_can_keep_only_its_first_rows(tmp_path: Path) -> Non
     assert [u.text for u in rows] == ["row 0", "row 1", "row 2"] and weight == 2.0
 
 
+def test_a_source_may_skip_sentences_of_the_dev_set_instead_of_stopping_the_run(tmp_path: Path) -> None:
+    from trainer.train import check_no_dev_sentences, load_utterances
+
+    write(tmp_path / "a.flac")
+    texts = ["Turn the volume down.", "row one", "turn the volume down"]
+    (tmp_path / "m.jsonl").write_text("".join(f'{{"audio": "a.flac", "text": "{t}"}}\n' for t in texts))
+    forbidden = {"turn the volume down"}
+    skips = SkipCounter()
+    [(rows, _)] = load_utterances([{"path": str(tmp_path / "m.jsonl"), "skip_dev_sentences": True}], skips, forbidden)
+    assert [u.text for u in rows] == ["row one"] and skips["dev_sentence"] == 2
+    check_no_dev_sentences([(rows, 1.0)], forbidden)
+    leaky = load_utterances([{"path": str(tmp_path / "m.jsonl")}], SkipCounter(), forbidden)
+    with pytest.raises(ValueError, match="2 dev/held-out sentence"):
+        check_no_dev_sentences(leaky, forbidden)
+
+
 def test_in_memory_int16_stereo_audio_is_converted() -> None:
     pcm = (tone(0.5, 48_000, channels=2) * 32767).astype(np.int16)
     audio = decode_utterance(Utterance(text="hi there", audio=pcm, sample_rate=48_000))

@@ -42,6 +42,7 @@ class SkipReason(StrEnum):
     TOO_LONG = "too_long"
     NAN_AUDIO = "nan_audio"  # NaN or Inf samples
     EMPTY_AUDIO = "empty_audio"  # no samples, or less than one 20 ms encoder frame
+    DEV_SENTENCE = "dev_sentence"  # a dev/held-out sentence in a source configured to skip them
 
 
 @dataclass

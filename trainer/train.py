@@ -47,7 +47,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import Config, ConfigError, StageConfig, save_config
 from trainer.ctc import CTCHead, character_ctc_loss, character_greedy_decode
-from trainer.data import SkipCounter, Utterance, load_source, mix_sources
+from trainer.data import SkipCounter, SkipReason, Utterance, load_source, mix_sources
 from trainer.feature_cache import Example, FeatureCache
 from trainer.feature_masking import mask_features
 from trainer.metrics import cer, normalize, wer
@@ -65,10 +65,15 @@ class DataError(ValueError):
 # data
 
 
-def load_utterances(specs: Sequence[dict], skips: SkipCounter) -> list[tuple[Sequence[Utterance], float]]:
+def load_utterances(
+    specs: Sequence[dict], skips: SkipCounter, forbidden: set[str] = frozenset()
+) -> list[tuple[Sequence[Utterance], float]]:
     """(rows, weight) per configured source; a spec is ``{path, weight?, kind?, name?, max_rows?, ...}``.
 
     ``max_rows`` keeps the first rows of a source: train on what is cached while the rest encodes.
+    ``skip_dev_sentences: true`` drops (and counts) the rows whose sentence is in ``forbidden``: a
+    synthetic corpus's templates can repeat another corpus's held-out sentences. Without it such a
+    row stops the run (:func:`check_no_dev_sentences`).
     """
     loaded = []
     for spec in specs:
@@ -77,8 +82,16 @@ def load_utterances(specs: Sequence[dict], skips: SkipCounter) -> list[tuple[Seq
             raise DataError(f"data source {spec} has no 'path'")
         weight = float(options.pop("weight", 1.0))
         max_rows = options.pop("max_rows", None)
+        skip_dev = bool(options.pop("skip_dev_sentences", False))
         rows = load_source(options.pop("path"), options.pop("kind", None), skips=skips, **options)
-        loaded.append((rows[:max_rows] if max_rows is not None else rows, weight))
+        rows = rows[:max_rows] if max_rows is not None else rows
+        if skip_dev:
+            kept = [u for u in rows if normalize(u.text) not in forbidden]
+            for u in rows:
+                if normalize(u.text) in forbidden:
+                    skips.record(SkipReason.DEV_SENTENCE, u.key, repr(u.text))
+            rows = kept
+        loaded.append((rows, weight))
     return loaded
 
 
@@ -106,11 +119,12 @@ def check_no_dev_sentences(train: Sequence[tuple[Sequence[Utterance], float]], f
 def prepare_data(config: Config, cache: FeatureCache) -> tuple[list[tuple[list[Example], float]], list[Example]]:
     """Load the sources, check them against the dev set, and cache every missing feature file."""
     skips = SkipCounter()
-    train = load_utterances(config.data.train, skips)
     dev = load_utterances(config.data.dev, skips)
+    forbidden = forbidden_sentences(config, dev)
+    train = load_utterances(config.data.train, skips, forbidden)
     if not train:
         raise DataError("data.train is empty: configure at least one training source")
-    check_no_dev_sentences(train, forbidden_sentences(config, dev))
+    check_no_dev_sentences(train, forbidden)
     train_examples = [
         (cache.prepare(rows, config.data.max_seconds, skips, desc=f"features {rows[0].source if rows else ''}"), w)
         for rows, w in train
