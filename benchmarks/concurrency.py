@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ from benchmarks.streaming import (  # noqa: E402
     feed_clips,
     load_clips,
     percentile_ms,
+    run_in_subprocess,
     turn_figures,
     vad_worker,
 )
@@ -143,17 +142,6 @@ async def serve(system: str, args) -> dict:
     return result
 
 
-def run_in_subprocess(system: str, sessions: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--run", system, "--run-sessions", str(sessions), "--clips", str(args.clips)]
-    cmd += ["--partial-interval", str(args.partial_interval)]
-    if args.model:
-        cmd += ["--model", args.model]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env={**os.environ, "LOGURU_LEVEL": "WARNING"})
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
-
-
 COLUMNS = [
     ("final p50", "final_p50_ms", "{:.0f} ms"),
     ("final p90", "final_p90_ms", "{:.0f} ms"),
@@ -233,7 +221,8 @@ def main() -> None:
     results = []
     for sessions in args.sessions:
         for system in ["ours", "peer"] if args.peer else ["ours"]:
-            results.append(run_in_subprocess(system, sessions, args))
+            options = ["--run-sessions", str(sessions), "--clips", str(args.clips)]
+            results.append(run_in_subprocess(__file__, system, args, options))
             print(json.dumps(results[-1]), flush=True)
     ours = [r for r in results if r["system"] == "ours"]
     print(

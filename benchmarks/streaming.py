@@ -363,9 +363,9 @@ def timeline(args) -> None:
     print(f"previews done by the stop: {np.mean(np.array(starts) + np.array(durations) <= 0):.0%}")
 
 
-def run_in_subprocess(system: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--run", system, "--limit", str(args.limit)]
-    cmd += ["--partial-interval", str(args.partial_interval)]
+def run_in_subprocess(script: str, system: str, args, options: list[str]) -> dict:
+    """The JSON result line of ``script --run system [options]`` in a fresh process (fresh RSS and threads)."""
+    cmd = [sys.executable, script, "--run", system, *options, "--partial-interval", str(args.partial_interval)]
     if args.model:
         cmd += ["--model", args.model]
     if args.threads:
@@ -395,9 +395,10 @@ def main() -> None:
     if args.run:
         print(json.dumps(summarize(asyncio.run(stream(args.run, args)))))
         return
-    results = {"TinyAudioSTT": run_in_subprocess("ours", args)}
+    limit = ["--limit", str(args.limit)]
+    results = {"TinyAudioSTT": run_in_subprocess(__file__, "ours", args, limit)}
     if args.peer:
-        results["WhisperSTTService"] = run_in_subprocess("peer", args)
+        results["WhisperSTTService"] = run_in_subprocess(__file__, "peer", args, limit)
     rows = [
         ("clips (user turns)", "clips", "{:.0f}"),
         ("VAD segments", "segments", "{:.0f}"),
