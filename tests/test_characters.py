@@ -3,7 +3,7 @@
 import pytest
 
 from pipecat_tiny_audio.characters import CharacterVocabulary
-from trainer.subword_units import learn_units
+from trainer.subword_units import learn_units, llm_token_units
 
 
 def test_text_is_normalized_into_the_vocabulary():
@@ -42,3 +42,11 @@ def test_units_are_learned_from_training_text_only():
 def test_units_outside_the_characters_are_refused():
     with pytest.raises(ValueError, match="units"):
         CharacterVocabulary(units=["a b"])
+
+
+def test_llm_token_units_are_single_tokens_of_the_llm(base_model):
+    tokenizer = base_model.tokenizer
+    texts = ["Set a timer for the oven.", "The timer is set.", "Call the office at five."] * 5
+    units = llm_token_units(texts, count=6, tokenizer=tokenizer)
+    assert len(units) == 6 and " the" in units and " timer" in units
+    assert all(len(tokenizer.tokenize(unit)) == 1 for unit in units)

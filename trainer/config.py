@@ -95,6 +95,9 @@ class Config:
     # A fresh chunk_transformer's CTC head: this many BPE units learned from the training transcripts
     # on top of its characters (0: characters only). Stored in model.projector_options.units.
     subword_units: int = 0
+    # Where the units come from: "bpe" (merges learned from the transcripts) or "llm" (the most frequent
+    # of the LLM's own tokens in them, so the head's output is a sequence of LLM tokens).
+    subword_units_from: str = "bpe"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # 0: one per idle CPU core at start
@@ -117,6 +120,8 @@ class Config:
                 self.model[key] = _check_type(f"model.{key}", value, type(defaults[key]))
         if not self.stages:
             raise ConfigError("stages: at least one stage is required")
+        if self.subword_units_from not in ("bpe", "llm"):
+            raise ConfigError(f"subword_units_from must be 'bpe' or 'llm', got {self.subword_units_from!r}")
         if min(self.log_every, self.checkpoint_every, self.keep_checkpoints) < 1 or self.eval_every < 0:
             raise ConfigError("log_every, checkpoint_every and keep_checkpoints must be >= 1, eval_every >= 0")
         if self.device != "auto":

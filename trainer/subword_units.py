@@ -7,6 +7,7 @@ single character stays a class, so the head can still spell any word.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS, CharacterVocabulary
@@ -32,3 +33,18 @@ def learn_units(texts: Iterable[str], count: int, characters: str = DEFAULT_CHAR
     by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     units = [token.replace(_WORD_START, " ") for token, _ in by_id if len(token) > 1]
     return [u for u in units if " " not in u[1:]][:count]
+
+
+def llm_token_units(texts: Iterable[str], count: int, tokenizer, characters: str = DEFAULT_CHARACTERS) -> list[str]:
+    """The ``count`` most frequent multi-character LLM tokens of the transcripts, as text.
+
+    A head over them emits the LLM's own tokens, so its output maps onto the LLM's embeddings.
+    """
+    vocabulary = CharacterVocabulary(characters)
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for token in tokenizer.tokenize(" " + vocabulary.normalize(text)):
+            counts[tokenizer.convert_tokens_to_string([token])] += 1
+    allowed = set(characters)
+    units = [u for u, _ in counts.most_common() if len(u) > 1 and " " not in u[1:] and set(u) <= allowed]
+    return units[:count]

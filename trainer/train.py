@@ -35,7 +35,7 @@ from pipecat_tiny_audio import TinyAudioModel
 from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS
 from pipecat_tiny_audio.features import FeatureMode
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
-from pipecat_tiny_audio.sources import load_whisper_encoder
+from pipecat_tiny_audio.sources import load_llm, load_whisper_encoder
 from trainer.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -51,7 +51,7 @@ from trainer.data import SkipCounter, SkipReason, Utterance, load_source, mix_so
 from trainer.feature_cache import Example, FeatureCache
 from trainer.feature_masking import mask_features
 from trainer.metrics import cer, normalize, wer
-from trainer.subword_units import learn_units
+from trainer.subword_units import learn_units, llm_token_units
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -572,10 +572,16 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
     options = config.model["projector_options"] or {}
     if config.subword_units and "units" not in options and not config.init_from:
         texts = [e.text for rows, _ in train_sources for e in rows]
-        units = learn_units(texts, config.subword_units, options.get("characters", DEFAULT_CHARACTERS))
+        characters = options.get("characters", DEFAULT_CHARACTERS)
+        if config.subword_units_from == "llm":
+            _, tokenizer = load_llm(config.model["llm_source"])
+            units = llm_token_units(texts, config.subword_units, tokenizer, characters)
+        else:
+            units = learn_units(texts, config.subword_units, characters)
         config.model["projector_options"] = {**options, "units": units}
         save_config(config, run_dir / "config.yaml")  # --resume rebuilds the same head
-        logger.info(f"CTC head: {len(units)} subword units learned from the training transcripts, e.g. {units[:8]}")
+        source = f"{config.subword_units_from} units of the training transcripts"
+        logger.info(f"CTC head: {len(units)} {source} besides the characters, e.g. {units[:8]}")
     model = build_model(config, device, encoder=cache.encoder)
     if config.init_from and not resume:  # a resumed run's checkpoint already holds these weights
         init_from_pretrained(model, config.init_from)
