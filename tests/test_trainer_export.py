@@ -12,7 +12,7 @@ from trainer_helpers import tiny_train_config, write_tone_manifest
 
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from trainer.__main__ import main
-from trainer.checkpoint import load_model
+from trainer.checkpoint import list_checkpoints, load_model
 from trainer.data import decode_utterance, load_source
 from trainer.export import export, model_card
 from trainer.train import train
@@ -55,6 +55,15 @@ def test_export_load_transcribe_round_trip_matches_the_in_memory_model(run_dir, 
         assert loaded.transcribe(audio) == in_memory.transcribe(audio)
     final = TinyAudioModel.from_pretrained(run_dir / "model")  # what training itself wrote at the end
     assert torch.equal(final.projector.linear_1.weight, loaded.projector.linear_1.weight)
+
+
+def test_a_checkpoint_from_before_the_lora_stage_exports_without_an_adapter(run_dir, tmp_path):
+    before_lora = next(p for p in list_checkpoints(run_dir) if p.name == "ckpt-00000003.pt")  # ctc + lm done
+    model, info = load_model(before_lora)
+    assert info["progress"]["global_step"] == 3 and model.config.lora_rank == 0
+    folder = export(before_lora, tmp_path / "recogniser")
+    assert not (folder / "adapter_model.safetensors").exists()
+    assert TinyAudioModel.from_pretrained(folder).config.lora_rank == 0
 
 
 def test_eval_reports_each_source_and_compares_two_models_then_export_cards_it(run_dir, tones, tmp_path):

@@ -268,6 +268,9 @@ def test_a_recogniser_run_learns_subword_units_from_its_transcripts(tiny_source_
     units = model.config.projector_options["units"]
     assert 0 < len(units) <= 8 and model.projector.vocabulary.units == tuple(units)
     assert read_saved_config(run_dir / "config.yaml").model["projector_options"]["units"] == units  # --resume
+    more = tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "more", [*overrides, f"init_from={run_dir}/model"])
+    continued = TinyAudioModel.from_pretrained(train(more) / "model")
+    assert continued.config.projector_options["units"] == units  # the head it starts from, not new ones
 
 
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):

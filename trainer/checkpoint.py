@@ -124,10 +124,20 @@ def resolve_checkpoint(source: str | Path) -> Path:
     return path
 
 
+def lora_trained(config: Config, progress: dict[str, Any]) -> bool:
+    """Whether a run had trained its LoRA adapter by ``progress``: only ``lora`` stages train it."""
+    return any(
+        stage.name == "lora" and (index < progress["stage_index"] or progress["stage_step"] > 0)
+        for index, stage in enumerate(config.stages[: progress["stage_index"] + 1])
+    )
+
+
 def load_model(source: str | Path, device: str | torch.device | None = None) -> tuple[TinyAudioModel, dict[str, Any]]:
     """A model from a model folder (``save_pretrained``), a run directory or a checkpoint file.
 
     Returns the model in eval mode and the checkpoint's info (config, progress), empty for a folder.
+    A checkpoint taken before any ``lora`` stage ran loads without LoRA: its adapter is still the
+    identity it was initialised as.
     """
     path = Path(source)
     if path.is_dir() and (path / "config.json").is_file():
@@ -135,6 +145,9 @@ def load_model(source: str | Path, device: str | torch.device | None = None) -> 
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
     config: Config = load_config(None, base=state["config"])
+    if not lora_trained(config, state["progress"]):  # e.g. a recogniser run: no adapter of zeros to ship
+        config.model["lora_rank"] = 0
+        state = {**state, "lora": {}}
     model = TinyAudioModel(config.tiny_audio_config())
     restore_trainables(model, state)
     logger.info(f"loaded {checkpoint} (step {state['progress']['global_step']})")

@@ -31,7 +31,7 @@ from loguru import logger
 from tqdm import tqdm
 from transformers import DynamicCache
 
-from pipecat_tiny_audio import TinyAudioModel
+from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS
 from pipecat_tiny_audio.features import FeatureMode
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
@@ -181,6 +181,23 @@ INIT_KEYS = (
     "lora_target_modules",
     "audio_token",
 )
+
+
+def subword_units(texts: list[str], config: Config) -> tuple[list[str], str]:
+    """The units of a run's CTC head, and where they came from: ``init_from``'s head (its weights
+    only mean something with its own units), else learned from the training transcripts."""
+    if config.init_from:
+        units = (TinyAudioConfig.from_pretrained(config.init_from).projector_options or {}).get("units")
+        if not units:
+            raise ConfigError(f"subword_units: init_from={config.init_from} has a characters-only CTC head")
+        return units, f"units of init_from={config.init_from}"
+    characters = (config.model["projector_options"] or {}).get("characters", DEFAULT_CHARACTERS)
+    if config.subword_units_from == "llm":
+        _, tokenizer = load_llm(config.model["llm_source"])
+        units = llm_token_units(texts, config.subword_units, tokenizer, characters)
+    else:
+        units = learn_units(texts, config.subword_units, characters)
+    return units, f"{config.subword_units_from} units of the training transcripts"
 
 
 def build_model(config: Config, device: torch.device, encoder: torch.nn.Module | None = None) -> TinyAudioModel:
@@ -570,17 +587,10 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
     cache = feature_cache(config)
     train_sources, dev = prepare_data(config, cache)
     options = config.model["projector_options"] or {}
-    if config.subword_units and "units" not in options and not config.init_from:
-        texts = [e.text for rows, _ in train_sources for e in rows]
-        characters = options.get("characters", DEFAULT_CHARACTERS)
-        if config.subword_units_from == "llm":
-            _, tokenizer = load_llm(config.model["llm_source"])
-            units = llm_token_units(texts, config.subword_units, tokenizer, characters)
-        else:
-            units = learn_units(texts, config.subword_units, characters)
+    if config.subword_units and "units" not in options:
+        units, source = subword_units([e.text for rows, _ in train_sources for e in rows], config)
         config.model["projector_options"] = {**options, "units": units}
         save_config(config, run_dir / "config.yaml")  # --resume rebuilds the same head
-        source = f"{config.subword_units_from} units of the training transcripts"
         logger.info(f"CTC head: {len(units)} {source} besides the characters, e.g. {units[:8]}")
     model = build_model(config, device, encoder=cache.encoder)
     if config.init_from and not resume:  # a resumed run's checkpoint already holds these weights
