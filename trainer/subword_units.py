@@ -17,9 +17,9 @@ _WORD_START = "\u2581"  # the BPE pre-tokenizer's word-start marker, a space in 
 
 def learn_units(texts: Iterable[str], count: int, characters: str = DEFAULT_CHARACTERS) -> list[str]:
     """Up to ``count`` multi-character units, in the order BPE merged them (most frequent first)."""
-    vocabulary = CharacterVocabulary(characters)
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+    vocabulary = CharacterVocabulary(characters)
     alphabet = [_WORD_START, *(c for c in vocabulary.characters if c != " ")]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_WORD_START, prepend_scheme="always")

@@ -35,7 +35,7 @@ from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS
 from pipecat_tiny_audio.features import FeatureMode
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
-from pipecat_tiny_audio.sources import load_llm, load_whisper_encoder
+from pipecat_tiny_audio.sources import load_llm_tokenizer, load_whisper_encoder
 from trainer.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -86,10 +86,12 @@ def load_utterances(
         rows = load_source(options.pop("path"), options.pop("kind", None), skips=skips, **options)
         rows = rows[:max_rows] if max_rows is not None else rows
         if skip_dev:
-            kept = [u for u in rows if normalize(u.text) not in forbidden]
+            kept = []
             for u in rows:
                 if normalize(u.text) in forbidden:
                     skips.record(SkipReason.DEV_SENTENCE, u.key, repr(u.text))
+                else:
+                    kept.append(u)
             rows = kept
         loaded.append((rows, weight))
     return loaded
@@ -193,8 +195,7 @@ def subword_units(texts: list[str], config: Config) -> tuple[list[str], str]:
         return units, f"units of init_from={config.init_from}"
     characters = (config.model["projector_options"] or {}).get("characters", DEFAULT_CHARACTERS)
     if config.subword_units_from == "llm":
-        _, tokenizer = load_llm(config.model["llm_source"])
-        units = llm_token_units(texts, config.subword_units, tokenizer, characters)
+        units = llm_token_units(texts, config.subword_units, load_llm_tokenizer(config.model["llm_source"]), characters)
     else:
         units = learn_units(texts, config.subword_units, characters)
     return units, f"{config.subword_units_from} units of the training transcripts"
@@ -512,10 +513,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def feature_cache(config: Config, model: TinyAudioModel | None = None) -> FeatureCache:
-    """The feature cache of this config's encoder and feature mode (loads the encoder if no model)."""
-    if model is not None:
-        return FeatureCache.for_model(model, config.feature_cache)
+def feature_cache(config: Config) -> FeatureCache:
+    """The feature cache of this config's encoder (loaded here) and feature mode."""
     source = config.model["encoder_source"]
     mode = FeatureMode(
         config.model["chunk_seconds"], config.model["left_context_seconds"], config.model["right_context_seconds"]

@@ -249,14 +249,23 @@ def llm_folder(source: str) -> str:
     return str(_cached_conversion("llm", [gguf], build))
 
 
+def load_llm_tokenizer(source: str):
+    """The LLM's tokenizer alone, from any supported source (no weights loaded)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(llm_folder(source))
+    except OSError as e:
+        raise WeightsNotFoundError(_hub_hint(source, "LLM", e)) from None
+
+
 def load_llm(source: str):
     """(causal LM in fp32 eval mode, its tokenizer) from any supported source."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    location = llm_folder(source)
+    tokenizer = load_llm_tokenizer(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(llm_folder(source), dtype="float32")
     except OSError as e:
         raise WeightsNotFoundError(_hub_hint(source, "LLM", e)) from None
     return model.eval(), tokenizer
