@@ -5,10 +5,10 @@ recogniser's greedy CTC transcript of a training clip ("i want to change th dliv
 lastorder") into its reference, with no audio tokens at all; dev and unseen-voice WER of its greedy
 output is compared with the transcripts it was given. docs/ablations.md has the row this produced:
 
-    PYTHONPATH=. python docs/probes/draft_correction.py --model checkpoints/recogniser --steps 600
+    git worktree add /tmp/r 5d771bb   # the character recogniser the row used
+    PYTHONPATH=. python docs/probes/draft_correction.py --model /tmp/r/checkpoints/recogniser --steps 600
 
-The training drafts come from the recogniser's own training clips, which it decodes about as badly
-as dev (CER 19.6 % vs 18.6 %), so they carry realistic errors.
+The training drafts come from the recogniser's own training clips, so they carry its errors.
 """
 
 from __future__ import annotations
