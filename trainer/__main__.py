@@ -3,6 +3,7 @@
 A typical run (each command has --help):
 
   python -m trainer synth --out data/synth --n 30000       # offline TTS corpus
+  python -m trainer sentences --out data/llm.txt --n 6000  # more text: sampled from the bundled LLM
   python -m trainer features --config base                 # encoder features, resumable
   python -m trainer train --config base                    # Ctrl-C / SIGTERM save a checkpoint
   python -m trainer train --config base --resume           # continue exactly where it stopped
@@ -101,6 +102,12 @@ def cmd_synth(args: argparse.Namespace) -> None:
     sys.exit(run_synth(args))
 
 
+def cmd_sentences(args: argparse.Namespace) -> None:
+    from trainer.llm_sentences import run_sentences
+
+    sys.exit(run_sentences(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainer.evaluate import DEFAULT_EVAL_DATA
 
@@ -114,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_synth_arguments(synth)
     synth.set_defaults(func=cmd_synth)
+
+    sentences = commands.add_parser("sentences", help="sample everyday sentences from the bundled LLM for synth --text")
+    from trainer.llm_sentences import add_sentences_arguments
+
+    add_sentences_arguments(sentences)
+    sentences.set_defaults(func=cmd_sentences)
 
     features = commands.add_parser(
         "features",

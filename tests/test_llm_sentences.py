@@ -1,0 +1,50 @@
+"""Sentences sampled from the bundled SmolLM2 (``python -m trainer sentences``) for a wider corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.__main__ import build_parser
+from trainer.llm_sentences import EXAMPLES, continued_lines, make_prompt, sample_sentences
+from trainer.text_corpus import DevSetFilter, clean_sentence, read_sentences
+
+
+def test_a_continuation_yields_its_list_items_until_the_list_ends():
+    text = " Set an alarm for six.\n- Is it cold outside?\n- Thanks!\n\nThese sentences show how people talk"
+    assert continued_lines(text) == ["Set an alarm for six.", "Is it cold outside?", "Thanks!"]
+
+
+def test_an_item_cut_by_the_token_limit_is_dropped():
+    assert continued_lines(" The bus was late.\n- Do you have a") == ["The bus was late."]
+
+
+def test_a_prompt_shows_three_examples_and_leaves_the_next_item_open():
+    prompt = make_prompt(np.random.default_rng(0))
+    header, *examples, last = prompt.split("\n")
+    assert header.endswith(":") and last == "-"
+    assert len(examples) == 3 and all(e[2:] in EXAMPLES for e in examples)
+
+
+def test_the_prompt_examples_are_not_dev_sentences():
+    dev = DevSetFilter.from_file()
+    assert not [e for e in EXAMPLES if dev.rejects(e)]
+
+
+def test_sampled_sentences_are_clean_distinct_and_never_dev_text(tmp_path):
+    sentences = sample_sentences(12, seed=3, batch_size=8)
+
+    assert len(sentences) == len(set(sentences)) == 12
+    assert all(clean_sentence(s) == s for s in sentences)
+    dev = DevSetFilter.from_file()
+    assert not [s for s in sentences if dev.rejects(s) or s in EXAMPLES]
+
+
+def test_the_sentences_command_writes_a_file_synth_reads(tmp_path):
+    out = tmp_path / "llm.txt"
+    args = build_parser().parse_args(["sentences", "--out", str(out), "--n", "5", "--seed", "1"])
+
+    with pytest.raises(SystemExit) as stop:
+        args.func(args)
+    assert stop.value.code == 0
+    assert len(read_sentences(out)) == 5

@@ -1,0 +1,183 @@
+"""Everyday sentences sampled from the bundled SmolLM2, to widen the corpus beyond WordNet + templates.
+
+The dev set is conversational ("Yes, that sounds good to me.") while WordNet's examples are
+dictionary prose and the templates are commands, so words like "hello", "tell" or "hear" are rare
+in the corpus. A 135M instruct model writes poor paragraphs but good short lines when it continues
+a list: each prompt names a kind of speech and a topic, shows three example lines, and the model's
+next lines (``- ...``) become sentences. Every line goes through the corpus's own cleaning
+(``clean_sentence``: spoken numbers, plain ASCII, 3-25 words) and the dev-set filter.
+
+    python -m trainer sentences --out data/llm-sentences.txt --n 6000 --seed 0
+    python -m trainer synth --out data/synth-llm --text data/llm-sentences.txt --n 4000 --seed 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+from tqdm import tqdm
+
+from pipecat_tiny_audio.sources import SMOLLM2_135M, load_llm
+from trainer.text_corpus import DevSetFilter, clean_sentence
+
+KINDS = (
+    "Short sentences people say out loud about {topic}",
+    "Questions people ask about {topic}",
+    "Things people tell a voice assistant about {topic}",
+    "What people say on the phone about {topic}",
+    "Short sentences from a story about {topic}",
+    "Things friends say to each other about {topic}",
+    "Short replies people give when asked about {topic}",
+)
+
+TOPICS = (
+    "the weather", "their weekend", "cooking dinner", "a doctor's appointment", "a train journey",
+    "booking a hotel room", "a birthday party", "the news", "a football match", "their garden",
+    "a job interview", "a broken phone", "a lost wallet", "the bank", "buying a car", "a school trip",
+    "a rainy afternoon", "a new apartment", "their neighbours", "a wedding", "the dentist",
+    "a flight delay", "a road trip", "a museum visit", "their pets", "a concert", "shopping for shoes",
+    "a restaurant order", "a package delivery", "a computer problem", "the gym", "a camping trip",
+    "a family dinner", "learning to swim", "a traffic jam", "the library", "a power cut",
+    "a haircut", "a hospital visit", "the post office", "a snowstorm", "a coffee shop",
+    "moving house", "a cooking class", "an online order", "a meeting at work", "a phone bill",
+    "the morning news", "a summer holiday", "a science lesson", "an old photograph", "a bike ride",
+    "a fishing trip", "the supermarket", "a noisy neighbour", "a music lesson", "a late bus",
+    "a bakery", "their grandparents", "a city tour", "a storm at sea", "a farm", "a mountain hike",
+    "a board game", "a movie night", "a car repair", "a parking ticket", "a hotel breakfast",
+    "a lost dog", "paying rent", "a bank loan", "a flat tyre", "a job offer", "their first day at work",
+    "a cold", "a kitchen fire", "a surprise visit", "a long queue", "a village market", "the airport",
+    "a thunderstorm", "their favourite book", "a new phone", "a school play", "a river walk",
+    "an insurance claim", "a hardware store", "a delayed refund", "an alarm clock", "a hot summer day",
+    "the beach", "a taxi ride", "a lighthouse", "a bookshop", "a pharmacy", "the evening plans",
+)  # fmt: skip
+
+EXAMPLES = (
+    "I think it might rain later today.",
+    "Could you call me back in ten minutes?",
+    "We walked home along the river.",
+    "That was the best soup I have ever had.",
+    "Where did you put the car keys?",
+    "Remind me to buy milk on the way home.",
+    "The bus was twenty minutes late again.",
+    "Sorry, I didn't catch your name.",
+    "She opened the window to let the cold air in.",
+    "Can I pay with a card here?",
+    "My brother is coming to visit next week.",
+    "Turn off the lights in the kitchen.",
+    "I'm not sure that's a good idea.",
+    "The kids fell asleep before the movie ended.",
+    "How long does it take to get there by car?",
+    "He left his jacket at the office.",
+    "Please let me know when you arrive.",
+    "The shop on the corner closed last year.",
+    "Do you want to come over for dinner on Friday?",
+    "It's colder than it looks outside.",
+    "I need to book an appointment for next Tuesday.",
+    "The old man fed the pigeons every morning.",
+    "What time does the game start?",
+    "We ran out of coffee this morning.",
+)
+
+
+def make_prompt(rng: np.random.Generator) -> str:
+    """A list header (kind × topic) and three example lines; the model writes the next lines."""
+    header = KINDS[rng.integers(len(KINDS))].format(topic=TOPICS[rng.integers(len(TOPICS))])
+    examples = [EXAMPLES[i] for i in rng.choice(len(EXAMPLES), size=3, replace=False)]
+    return header + ":\n" + "".join(f"- {e}\n" for e in examples) + "-"
+
+
+def continued_lines(continuation: str) -> list[str]:
+    """The list items a continuation wrote: its first line, then each ``- ...`` line until the list ends.
+
+    A list still open at the end of the continuation was cut by the token limit: its last item is dropped.
+    """
+    first, *rest = continuation.split("\n")
+    lines = [first]
+    for line in rest:
+        if not line.startswith("- "):
+            break
+        lines.append(line[2:])
+    else:
+        lines.pop()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def sample_sentences(
+    n: int,
+    seed: int,
+    *,
+    llm_source: str = SMOLLM2_135M,
+    batch_size: int = 16,
+    max_new_tokens: int = 80,
+    dev_filter: DevSetFilter | None = None,
+) -> list[str]:
+    """``n`` distinct cleaned sentences, none from the dev set and none of the prompts' examples.
+
+    Same ``n``, ``seed``, weights and torch thread count give the same list.
+    """
+    import torch
+
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    dev_filter = dev_filter if dev_filter is not None else DevSetFilter.from_file()
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    llm, tokenizer = load_llm(llm_source)
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    seen = set(EXAMPLES)
+    sentences: list[str] = []
+    lines_read = 0
+    with tqdm(total=n, desc="sentences", unit="sentence") as progress:
+        while len(sentences) < n:
+            prompts = [make_prompt(rng) for _ in range(batch_size)]
+            batch = tokenizer(prompts, return_tensors="pt", padding=True)
+            with torch.no_grad():
+                out = llm.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=True,
+                    temperature=0.9,
+                    top_p=0.95,
+                    pad_token_id=pad_id,
+                )
+            continuations = tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True)
+            for line in (line for text in continuations for line in continued_lines(text)):
+                lines_read += 1
+                sentence = clean_sentence(line)
+                if sentence and sentence not in seen and not dev_filter.rejects(sentence):
+                    seen.add(sentence)
+                    sentences.append(sentence)
+                    progress.update(1)
+    logger.info(f"kept {n} of {lines_read} sampled lines")
+    return sentences[:n]
+
+
+def write_sentences(path: Path, sentences: Sequence[str]) -> None:
+    """One sentence per line, written atomically (the file ``synth --text`` reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{s}\n" for s in sentences), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def add_sentences_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``sentences`` subcommand's options (for ``trainer/__main__.py``)."""
+    parser.add_argument("--out", type=Path, required=True, help="text file to write, one sentence per line")
+    parser.add_argument("--n", type=int, default=6000, help="number of distinct sentences (default 6000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for prompts and sampling")
+    parser.add_argument("--llm", default=SMOLLM2_135M, help=f"causal LM to sample from (default {SMOLLM2_135M})")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate() call (default 16)")
+
+
+def run_sentences(args: argparse.Namespace) -> int:
+    """Runs ``sentences`` from parsed arguments; returns the process exit code."""
+    sentences = sample_sentences(args.n, args.seed, llm_source=args.llm, batch_size=args.batch_size)
+    write_sentences(args.out, sentences)
+    logger.info(f"wrote {len(sentences)} sentences to {args.out}")
+    return 0
