@@ -6,12 +6,15 @@ corrupt or untrained file must fail here rather than silently restart a long run
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from pipecat_tiny_audio import TinyAudioModel
 from trainer.ctc import character_greedy_decode
+from trainer.evaluate import ctc_transcriber, evaluate
 from trainer.metrics import cer
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "recogniser"
@@ -27,3 +30,24 @@ def test_the_committed_recogniser_spells_what_it_hears(recogniser, say):
     features = recogniser.encode(say(sentence))  # in its own feature mode: chunks with look-ahead
     heard = character_greedy_decode(recogniser.projector, [features])[0]
     assert cer([sentence], [heard]) < 0.35, heard
+
+
+def test_trainer_eval_ctc_scores_the_recogniser_from_audio_files(recogniser, say, tmp_path):
+    sentences = ["please call me back tomorrow morning", "set a timer for ten minutes"]
+    rows = []
+    for i, sentence in enumerate(sentences):
+        sf.write(tmp_path / f"{i}.wav", say(sentence), 16_000)
+        rows.append(json.dumps({"audio": f"{i}.wav", "text": sentence}))
+    (tmp_path / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+
+    results = evaluate(recogniser, [f"spoken={tmp_path / 'manifest.jsonl'}"], tmp_path / "eval", ctc=True)
+
+    assert results["spoken"]["utterances"] == 2
+    assert results["spoken"]["cer"] < 0.35
+    heard = [json.loads(line)["hyp"] for line in (tmp_path / "eval" / "errors.jsonl").read_text().splitlines()]
+    assert all(heard), heard
+
+
+def test_trainer_eval_ctc_needs_a_recogniser(tiny_model):
+    with pytest.raises(ValueError, match="no CTC head"):
+        ctc_transcriber(tiny_model)

@@ -75,7 +75,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         model.optimize_for_inference()
         if compare is not None:
             compare.optimize_for_inference()
-    evaluate(model, args.data, args.out, compare, args.max_utterances, args.max_seconds)
+    evaluate(model, args.data, args.out, compare, args.max_utterances, args.max_seconds, ctc=args.ctc)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-seconds", type=float, default=30.0)
     evaluate.add_argument(
         "--served", action="store_true", help="evaluate as TinyAudioSTT serves on CPU: LoRA merged, fp16 LLM weights"
+    )
+    evaluate.add_argument(
+        "--ctc", action="store_true", help="score the recogniser's greedy CTC transcript instead of the LLM's"
     )
     evaluate.set_defaults(func=cmd_eval)
 

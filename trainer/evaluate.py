@@ -2,7 +2,8 @@
 
 Evaluation decodes audio files exactly as a user would (``TinyAudioModel.transcribe``: audio →
 library features → greedy LLM decoding), not cached training features, so its numbers are the
-model's. Writes ``results.json`` (per source and overall) and ``errors.jsonl`` (one line per
+model's. ``--ctc`` reads the recogniser's own CTC head instead, from the same library features.
+Writes ``results.json`` (per source and overall) and ``errors.jsonl`` (one line per
 utterance with reference, hypothesis and WER, and the second model's when comparing).
 """
 
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from loguru import logger
 from tqdm import tqdm
 
 from pipecat_tiny_audio import SAMPLE_RATE, TinyAudioModel
+from pipecat_tiny_audio.audio import MIN_SAMPLES
+from trainer.ctc import character_greedy_decode
 from trainer.data import SkipCounter, iter_decoded, load_source
 from trainer.metrics import cer, normalize, wer
 from trainer.text_corpus import DEV_SENTENCES_PATH
@@ -35,6 +39,22 @@ def _utterance_wer(ref: str, hyp: str) -> float:
     return wer([ref], [hyp]) if normalize(ref) else float(bool(normalize(hyp)))
 
 
+def ctc_transcriber(model: TinyAudioModel) -> Callable[[np.ndarray], str]:
+    """The recogniser's own greedy CTC transcript of 16 kHz audio, no LLM: how a recogniser checkpoint scores.
+
+    Raises ValueError for a projector without a CTC head.
+    """
+    if not hasattr(model.projector, "ctc_logits"):
+        raise ValueError(f"--ctc: the {model.config.projector_type} projector has no CTC head to read")
+
+    def transcribe(samples: np.ndarray) -> str:
+        if samples.size < MIN_SAMPLES:
+            return ""
+        return character_greedy_decode(model.projector, [model.encode(samples)])[0]
+
+    return transcribe
+
+
 def evaluate(
     model: TinyAudioModel,
     data: Sequence[str | Path],
@@ -42,12 +62,16 @@ def evaluate(
     compare: TinyAudioModel | None = None,
     max_utterances: int = 0,
     max_seconds: float = 30.0,
+    ctc: bool = False,
 ) -> dict[str, Any]:
     """WER/CER per source and ``"overall"`` (fractions, not %), plus the second model's.
 
     ``data`` items are paths or ``name=path``. Each result is ``{"wer", "cer", "utterances",
     "audio_seconds", "rtf"}``, with ``compare_wer``/``compare_cer`` when ``compare`` is given.
+    ``ctc`` scores the projector's CTC head (:func:`ctc_transcriber`) instead of the LLM's transcript.
     """
+    transcribe = ctc_transcriber(model) if ctc else model.transcribe
+    transcribe_compare = None if compare is None else ctc_transcriber(compare) if ctc else compare.transcribe
     skips = SkipCounter()
     rows: list[dict[str, Any]] = []
     for item in data:
@@ -59,10 +83,10 @@ def evaluate(
             utterances = utterances[:max_utterances]
         for utt, samples in tqdm(iter_decoded(utterances, max_seconds, skips), total=len(utterances), desc="eval"):
             started = time.perf_counter()
-            row = {"source": utt.source, "utterance": utt.key, "ref": utt.text, "hyp": model.transcribe(samples)}
+            row = {"source": utt.source, "utterance": utt.key, "ref": utt.text, "hyp": transcribe(samples)}
             row["seconds"], row["compute_s"] = samples.size / SAMPLE_RATE, time.perf_counter() - started
             if compare is not None:
-                row["compare_hyp"] = compare.transcribe(samples)
+                row["compare_hyp"] = transcribe_compare(samples)
             rows.append(row)
     if not rows:
         raise ValueError(f"no usable utterances in {list(map(str, data))} ({skips.summary()})")
