@@ -61,6 +61,7 @@ def test_a_checkpoint_from_before_the_lora_stage_exports_without_an_adapter(run_
     before_lora = next(p for p in list_checkpoints(run_dir) if p.name == "ckpt-00000003.pt")  # ctc + lm done
     model, info = load_model(before_lora)
     assert info["progress"]["global_step"] == 3 and model.config.lora_rank == 0
+    assert model.config.reading == "generate"  # its lm stage taught the LLM to read the audio tokens
     folder = export(before_lora, tmp_path / "recogniser")
     assert not (folder / "adapter_model.safetensors").exists()
     assert TinyAudioModel.from_pretrained(folder).config.lora_rank == 0

@@ -17,7 +17,7 @@ from trainer_helpers import tiny_train_config, write_tone_manifest
 
 from pipecat_tiny_audio import CheckpointError, FeatureMode, TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
-from trainer.checkpoint import list_checkpoints
+from trainer.checkpoint import list_checkpoints, load_model
 from trainer.config import ConfigError, StageConfig, read_saved_config
 from trainer.ctc import CTCHead, character_greedy_decode
 from trainer.data import SkipCounter, Utterance
@@ -265,6 +265,8 @@ def test_a_recogniser_run_learns_subword_units_from_its_transcripts(tiny_source_
     ]
     run_dir = train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "units", overrides))
     model = TinyAudioModel.from_pretrained(run_dir / "model")
+    assert model.config.reading == "rescore"  # its LLM never learnt to read audio tokens
+    assert load_model(run_dir)[0].config.reading == "rescore"
     units = model.config.projector_options["units"]
     assert 0 < len(units) <= 8 and model.projector.vocabulary.units == tuple(units)
     assert read_saved_config(run_dir / "config.yaml").model["projector_options"]["units"] == units  # --resume

@@ -19,6 +19,7 @@ import torch
 from loguru import logger
 
 from pipecat_tiny_audio import CheckpointError, TinyAudioModel
+from pipecat_tiny_audio.projectors import PROJECTORS
 from trainer.config import Config, load_config
 
 FORMAT = "pipecat-tiny-audio-trainer/1"
@@ -124,12 +125,20 @@ def resolve_checkpoint(source: str | Path) -> Path:
     return path
 
 
-def lora_trained(config: Config, progress: dict[str, Any]) -> bool:
-    """Whether a run had trained its LoRA adapter by ``progress``: only ``lora`` stages train it."""
-    return any(
-        stage.name == "lora" and (index < progress["stage_index"] or progress["stage_step"] > 0)
+def trained_stages(config: Config, progress: dict[str, Any]) -> set[str]:
+    """Names of the stages a run had trained by ``progress`` (at least one step)."""
+    return {
+        stage.name
         for index, stage in enumerate(config.stages[: progress["stage_index"] + 1])
-    )
+        if index < progress["stage_index"] or progress["stage_step"] > 0
+    }
+
+
+def serves_by_rescoring(config: Config, progress: dict[str, Any]) -> bool:
+    """A recogniser whose LLM never learnt to read audio tokens (no ``lm``/``lora`` stage yet): its LLM
+    can only pick among the recogniser's own hypotheses (``reading="rescore"``)."""
+    recogniser = hasattr(PROJECTORS.get(config.model.get("projector_type"), object), "ctc_logits")
+    return recogniser and not trained_stages(config, progress) & {"lm", "lora"}
 
 
 def load_model(source: str | Path, device: str | torch.device | None = None) -> tuple[TinyAudioModel, dict[str, Any]]:
@@ -137,7 +146,8 @@ def load_model(source: str | Path, device: str | torch.device | None = None) -> 
 
     Returns the model in eval mode and the checkpoint's info (config, progress), empty for a folder.
     A checkpoint taken before any ``lora`` stage ran loads without LoRA: its adapter is still the
-    identity it was initialised as.
+    identity it was initialised as. A recogniser's checkpoint taken before any ``lm`` or ``lora``
+    stage loads with ``reading="rescore"``: its LLM cannot read audio tokens yet, but can rescore.
     """
     path = Path(source)
     if path.is_dir() and (path / "config.json").is_file():
@@ -145,9 +155,12 @@ def load_model(source: str | Path, device: str | torch.device | None = None) -> 
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
     config: Config = load_config(None, base=state["config"])
-    if not lora_trained(config, state["progress"]):  # e.g. a recogniser run: no adapter of zeros to ship
+    trained = trained_stages(config, state["progress"])
+    if "lora" not in trained:  # e.g. a recogniser run: no adapter of zeros to ship
         config.model["lora_rank"] = 0
         state = {**state, "lora": {}}
+    if serves_by_rescoring(config, state["progress"]):
+        config.model["reading"] = "rescore"
     model = TinyAudioModel(config.tiny_audio_config())
     restore_trainables(model, state)
     logger.info(f"loaded {checkpoint} (step {state['progress']['global_step']})")

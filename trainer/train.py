@@ -43,6 +43,7 @@ from trainer.checkpoint import (
     restore_trainables,
     rng_state,
     save_checkpoint,
+    serves_by_rescoring,
     set_rng_state,
 )
 from trainer.config import Config, ConfigError, StageConfig, save_config
@@ -717,5 +718,7 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
                 )
                 return
 
+    if serves_by_rescoring(config, progress):
+        model.config.reading = "rescore"
     model.save_pretrained(run_dir / "model")
     logger.info(f"done: {run_dir / 'model'}; export with: python -m trainer export {run_dir} --out FOLDER")

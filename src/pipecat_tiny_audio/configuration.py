@@ -35,6 +35,13 @@ class TinyAudioConfig(PretrainedConfig):
             whole utterances.
         max_new_tokens: hard cap on generated tokens.
         max_tokens_per_second: cap relative to audio length, which stops runaway generation.
+        reading: how the LLM reads the audio. ``"generate"``: it writes the transcript from the
+            projected audio tokens. ``"rescore"``: it picks the best of the projector's own CTC
+            hypotheses (a ``chunk_transformer`` recogniser; :mod:`pipecat_tiny_audio.rescoring`),
+            partials being the CTC's greedy transcript; what a recogniser without a trained LLM
+            reading serves.
+        rescore_beam, rescore_lm_weight, rescore_word_bonus: the ``"rescore"`` beam size and
+            score weights (chosen on clips neither dev nor test; docs/ablations.md).
     """
 
     model_type = "tiny_audio"
@@ -61,6 +68,10 @@ class TinyAudioConfig(PretrainedConfig):
         right_context_seconds: float = 0.0,
         max_new_tokens: int = 128,
         max_tokens_per_second: float = 8.0,
+        reading: str = "generate",
+        rescore_beam: int = 16,
+        rescore_lm_weight: float = 0.5,
+        rescore_word_bonus: float = 2.0,
         **kwargs,
     ):
         self.encoder_source = encoder_source
@@ -83,6 +94,10 @@ class TinyAudioConfig(PretrainedConfig):
         self.right_context_seconds = right_context_seconds
         self.max_new_tokens = max_new_tokens
         self.max_tokens_per_second = max_tokens_per_second
+        self.reading = reading
+        self.rescore_beam = rescore_beam
+        self.rescore_lm_weight = rescore_lm_weight
+        self.rescore_word_bonus = rescore_word_bonus
         super().__init__(**kwargs)
 
     @classmethod

@@ -27,11 +27,13 @@ from pipecat_tiny_audio.decoding import greedy_decode
 from pipecat_tiny_audio.features import FeatureMode, encode_audio
 from pipecat_tiny_audio.projectors import build_projector
 from pipecat_tiny_audio.prompt import IGNORE_INDEX, TranscriptionPrompt
+from pipecat_tiny_audio.rescoring import best_hypothesis, prefix_beam_search, text_log_probs
 from pipecat_tiny_audio.sources import load_llm, load_whisper_encoder
 
 PROJECTOR_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
+READINGS = ("generate", "rescore")
 SILENCE_PEAK = 1e-4  # digital silence: below 1/3 of an int16 step
 
 
@@ -101,6 +103,10 @@ class TinyAudioModel(PreTrainedModel):
             config.projector_hidden_dim or config.llm_dim,
             **(config.projector_options or {}),
         )
+        if config.reading not in READINGS:
+            raise ValueError(f"reading must be one of {READINGS}, got {config.reading!r}")
+        if config.reading == "rescore" and not hasattr(self.projector, "ctc_logits"):
+            raise ValueError(f"reading='rescore' needs a projector with a CTC head, not {config.projector_type!r}")
         embeddings = llm.get_input_embeddings().weight
         self.projector.init_output_scale(float(embeddings.float().pow(2).mean().sqrt()))
         if config.lora_rank > 0:
@@ -209,10 +215,29 @@ class TinyAudioModel(PreTrainedModel):
     # -- inference --------------------------------------------------------------------------
 
     @torch.no_grad()
+    def recogniser_transcript(self, features: torch.Tensor, rescore: bool = True) -> str:
+        """The projector's own CTC transcript of features (frames, d): LLM-rescored, or greedy when not ``rescore``."""
+        projector = self.projector
+        frames = torch.tensor([features.shape[0]], device=features.device)
+        hidden = projector.encode(features.unsqueeze(0).to(next(projector.parameters()).dtype), frames)
+        log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
+        if not rescore:
+            return projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
+        config = self.config
+        hypotheses = prefix_beam_search(log_probs, projector.vocabulary, config.rescore_beam)
+        if not any(text for text, _ in hypotheses):
+            return ""
+        lm_scores = text_log_probs(self.llm, self.tokenizer, [text for text, _ in hypotheses])
+        text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
+        return text[:1].upper() + text[1:]
+
+    @torch.no_grad()
     def transcribe_features(self, features: torch.Tensor) -> str:
-        """Greedy transcript of encoder features (frames, d)."""
+        """Greedy transcript of encoder features (frames, d), as the model's ``reading`` gives it."""
         if features.shape[0] == 0:
             return ""
+        if self.config.reading == "rescore":
+            return self.recogniser_transcript(features)
         batch = self.prepare_batch([features])
         embeds = self.merge_audio(batch["input_ids"], batch["audio_features"], batch["audio_lengths"])
         from transformers import DynamicCache

@@ -287,6 +287,10 @@ class StreamingDecoder:
             return self._tokens
         features = self._features(final)
         model = self.model
+        if model.config.reading == "rescore":  # no audio tokens: the LLM only rescores the final
+            text = model.recogniser_transcript(features, rescore=final)
+            self._tokens = model.tokenizer(text, add_special_tokens=False).input_ids
+            return self._tokens
         # Audio tokens not yet in the cache go into the same forward pass as the suffix and draft.
         new = model.projector.project_from(features.unsqueeze(0), self._cached_groups)
         suffix = model.embed_tokens(self._suffix_ids)

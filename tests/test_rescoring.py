@@ -1,0 +1,55 @@
+"""The LLM picking among a recogniser's CTC hypotheses (``reading="rescore"``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
+from pipecat_tiny_audio.characters import CharacterVocabulary
+from pipecat_tiny_audio.rescoring import best_hypothesis, prefix_beam_search, text_log_probs
+
+
+def test_beam_search_finds_the_likeliest_text_where_the_best_path_says_nothing():
+    vocabulary = CharacterVocabulary(characters="a ")
+    # Two frames, each blank 0.6 / "a" 0.4: the best path is blank-blank (""), but "a" has three
+    # paths (a a, a -, - a) worth 0.64 together against the blank path's 0.36.
+    log_probs = torch.tensor([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0]]).clamp_min(1e-9).log()
+
+    hypotheses = prefix_beam_search(log_probs, vocabulary, beam=4)
+
+    assert [text for text, _ in hypotheses] == ["a", ""]
+    assert math.exp(hypotheses[0][1]) == pytest.approx(0.64, abs=1e-6)
+    assert math.exp(hypotheses[1][1]) == pytest.approx(0.36, abs=1e-6)
+
+
+def test_beam_search_keeps_a_repeated_letter_only_across_a_blank():
+    vocabulary = CharacterVocabulary(characters="l ")
+    frames = [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]  # l, blank, l
+    log_probs = torch.tensor(frames).clamp_min(1e-9).log()
+    assert prefix_beam_search(log_probs, vocabulary, beam=4)[0][0] == "ll"
+    merged = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]).clamp_min(1e-9).log()  # l, l
+    assert prefix_beam_search(merged, vocabulary, beam=4)[0][0] == "l"
+
+
+def test_the_language_model_score_can_overrule_the_acoustics():
+    hypotheses = [("se a timer", -1.0), ("set a timer", -1.5)]
+    assert best_hypothesis(hypotheses, [-40.0, -30.0], lm_weight=0.0, word_bonus=0.0) == "se a timer"
+    assert best_hypothesis(hypotheses, [-40.0, -30.0], lm_weight=0.5, word_bonus=0.0) == "set a timer"
+    assert best_hypothesis([], [], lm_weight=0.5, word_bonus=0.0) == ""
+
+
+def test_smollm2_prefers_english_to_phonetic_spelling(base_model):
+    english, phonetic = text_log_probs(
+        base_model.llm, base_model.tokenizer, ["set a timer for ten minutes", "se a timer for ten minuts"]
+    )
+    assert english > phonetic
+
+
+def test_rescoring_needs_a_recogniser(tiny_config):
+    with pytest.raises(ValueError, match="needs a projector with a CTC head"):
+        TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), "reading": "rescore"}))
+    with pytest.raises(ValueError, match="reading must be one of"):
+        TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), "reading": "guess"}))
