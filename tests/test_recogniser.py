@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from pipecat_tiny_audio import TinyAudioModel
+from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel
 from trainer.ctc import character_greedy_decode
 from trainer.evaluate import ctc_transcriber, evaluate
 from trainer.metrics import cer
@@ -51,3 +51,19 @@ def test_trainer_eval_ctc_scores_the_recogniser_from_audio_files(recogniser, say
 def test_trainer_eval_ctc_needs_a_recogniser(tiny_model):
     with pytest.raises(ValueError, match="no CTC head"):
         ctc_transcriber(tiny_model)
+
+
+def test_the_recogniser_is_served_by_llm_rescoring_and_streams_its_offline_transcript(recogniser, say):
+    assert recogniser.config.reading == "rescore"  # no LLM stage trained yet: the LLM picks, never writes
+    sentence = "set a timer for ten minutes"
+    audio = say(sentence)
+    offline = recogniser.transcribe(audio)
+    assert cer([sentence], [offline]) < 0.35, offline
+
+    decoder = StreamingDecoder(recogniser)
+    partials = []
+    for start in range(0, audio.size, 8000):  # half a second at a time
+        decoder.feed(audio[start : start + 8000])
+        partials.append(decoder.partial().text)
+    assert any(partials)  # the recogniser's greedy transcript, while the audio arrives
+    assert decoder.finalize() == offline
