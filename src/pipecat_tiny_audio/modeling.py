@@ -221,15 +221,15 @@ class TinyAudioModel(PreTrainedModel):
         frames = torch.tensor([features.shape[0]], device=features.device)
         hidden = projector.encode(features.unsqueeze(0).to(next(projector.parameters()).dtype), frames)
         log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
-        if not rescore:
-            return projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
-        config = self.config
-        hypotheses = prefix_beam_search(log_probs, projector.vocabulary, config.rescore_beam)
-        if not any(text for text, _ in hypotheses):
-            return ""
-        lm_scores = text_log_probs(self.llm, self.tokenizer, [text for text, _ in hypotheses])
-        text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
-        return text[:1].upper() + text[1:]
+        if rescore:
+            config = self.config
+            hypotheses = prefix_beam_search(log_probs, projector.vocabulary, config.rescore_beam)
+            texts = [text for text, _ in hypotheses]
+            lm_scores = text_log_probs(self.llm, self.tokenizer, texts) if any(texts) else [0.0] * len(texts)
+            text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
+        else:
+            text = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
+        return text[:1].upper() + text[1:]  # the recogniser spells in lower case
 
     @torch.no_grad()
     def transcribe_features(self, features: torch.Tensor) -> str:
