@@ -51,5 +51,8 @@ def test_smollm2_prefers_english_to_phonetic_spelling(base_model):
 def test_rescoring_needs_a_recogniser(tiny_config):
     with pytest.raises(ValueError, match="needs a projector with a CTC head"):
         TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), "reading": "rescore"}))
+    headless = {"projector_type": "chunk_transformer", "stack_factor": 8, "projector_options": {"characters": None}}
+    with pytest.raises(ValueError, match="needs a projector with a CTC head"):  # scored by the LLM's embeddings
+        TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), **headless, "reading": "rescore"}))
     with pytest.raises(ValueError, match="reading must be one of"):
         TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), "reading": "guess"}))

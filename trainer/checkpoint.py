@@ -19,7 +19,6 @@ import torch
 from loguru import logger
 
 from pipecat_tiny_audio import CheckpointError, TinyAudioModel
-from pipecat_tiny_audio.projectors import PROJECTORS
 from trainer.config import Config, load_config
 
 FORMAT = "pipecat-tiny-audio-trainer/1"
@@ -134,11 +133,10 @@ def trained_stages(config: Config, progress: dict[str, Any]) -> set[str]:
     }
 
 
-def serves_by_rescoring(config: Config, progress: dict[str, Any]) -> bool:
-    """A recogniser whose LLM never learnt to read audio tokens (no ``lm``/``lora`` stage yet): its LLM
-    can only pick among the recogniser's own hypotheses (``reading="rescore"``)."""
-    recogniser = hasattr(PROJECTORS.get(config.model.get("projector_type"), object), "ctc_logits")
-    return recogniser and not trained_stages(config, progress) & {"lm", "lora"}
+def serves_by_rescoring(model: TinyAudioModel, trained: set[str]) -> bool:
+    """A recogniser whose LLM never learnt to read audio tokens (no ``lm``/``lora`` stage in ``trained``):
+    its LLM can only pick among the recogniser's own hypotheses (``reading="rescore"``)."""
+    return model.projector.vocabulary is not None and not trained & {"lm", "lora"}
 
 
 def load_model(source: str | Path, device: str | torch.device | None = None) -> tuple[TinyAudioModel, dict[str, Any]]:
@@ -159,9 +157,9 @@ def load_model(source: str | Path, device: str | torch.device | None = None) -> 
     if "lora" not in trained:  # e.g. a recogniser run: no adapter of zeros to ship
         config.model["lora_rank"] = 0
         state = {**state, "lora": {}}
-    if serves_by_rescoring(config, state["progress"]):
-        config.model["reading"] = "rescore"
     model = TinyAudioModel(config.tiny_audio_config())
+    if serves_by_rescoring(model, trained):
+        model.config.reading = "rescore"
     restore_trainables(model, state)
     logger.info(f"loaded {checkpoint} (step {state['progress']['global_step']})")
     info = {"config": config, "progress": state["progress"], "checkpoint": str(checkpoint)}

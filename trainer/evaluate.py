@@ -44,7 +44,7 @@ def ctc_transcriber(model: TinyAudioModel) -> Callable[[np.ndarray], str]:
 
     Raises ValueError for a projector without a CTC head.
     """
-    if not hasattr(model.projector, "ctc_logits"):
+    if model.projector.vocabulary is None:
         raise ValueError(f"--ctc: the {model.config.projector_type} projector has no CTC head to read")
 
     def transcribe(samples: np.ndarray) -> str:

@@ -45,6 +45,7 @@ from trainer.checkpoint import (
     save_checkpoint,
     serves_by_rescoring,
     set_rng_state,
+    trained_stages,
 )
 from trainer.config import Config, ConfigError, StageConfig, save_config
 from trainer.ctc import CTCHead, character_ctc_loss, character_greedy_decode
@@ -718,7 +719,7 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
                 )
                 return
 
-    if serves_by_rescoring(config, progress):
+    if serves_by_rescoring(model, trained_stages(config, progress)):
         model.config.reading = "rescore"
     model.save_pretrained(run_dir / "model")
     logger.info(f"done: {run_dir / 'model'}; export with: python -m trainer export {run_dir} --out FOLDER")

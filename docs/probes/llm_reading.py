@@ -59,12 +59,12 @@ def drafts(model, cache: FeatureCache, manifest: str, rows: slice) -> list[tuple
         for row, n, example in zip(probs, projector.body_lengths(frames).tolist(), batch, strict=True):
             path = row[:n].argmax(-1)
             starts = [t for t in range(n) if path[t] != 0 and (t == 0 or path[t - 1] != path[t])]
-            segments = [row[t : t + 1] for t in starts]
-            for i, t in enumerate(starts):  # extend each segment over its repeated frames
+            segments = []
+            for t in starts:  # each segment spans its label's repeated frames
                 end = t + 1
                 while end < n and path[end] == path[t]:
                     end += 1
-                segments[i] = row[t:end].mean(0, keepdim=True)
+                segments.append(row[t:end].mean(0, keepdim=True))
             posteriors = torch.cat(segments)[:, 1:] if segments else row[:0, 1:]
             posteriors = posteriors / posteriors.sum(-1, keepdim=True).clamp_min(1e-6)
             text = projector.vocabulary.best_path(path.tolist())

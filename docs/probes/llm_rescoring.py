@@ -40,10 +40,7 @@ def n_best_lists(model, cache: FeatureCache, manifest: str, rows: slice, beam: i
     examples = cache.prepare(load_source(manifest)[rows], max_seconds=20.0)
     projector, out = model.projector, []
     for example in examples:
-        features = cache.load(example.key)[None]
-        with torch.no_grad():
-            hidden = projector.encode(features, torch.tensor([features.shape[1]]))
-            log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1)
+        log_probs = model.recogniser_log_probs(cache.load(example.key))
         greedy = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
         hyps = prefix_beam_search(log_probs, projector.vocabulary, beam)
         texts = [t for t, _ in hyps]

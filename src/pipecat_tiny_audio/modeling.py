@@ -105,7 +105,7 @@ class TinyAudioModel(PreTrainedModel):
         )
         if config.reading not in READINGS:
             raise ValueError(f"reading must be one of {READINGS}, got {config.reading!r}")
-        if config.reading == "rescore" and not hasattr(self.projector, "ctc_logits"):
+        if config.reading == "rescore" and self.projector.vocabulary is None:
             raise ValueError(f"reading='rescore' needs a projector with a CTC head, not {config.projector_type!r}")
         embeddings = llm.get_input_embeddings().weight
         self.projector.init_output_scale(float(embeddings.float().pow(2).mean().sqrt()))
@@ -215,12 +215,18 @@ class TinyAudioModel(PreTrainedModel):
     # -- inference --------------------------------------------------------------------------
 
     @torch.no_grad()
-    def recogniser_transcript(self, features: torch.Tensor, rescore: bool = True) -> str:
-        """The projector's own CTC transcript of features (frames, d): LLM-rescored, or greedy when not ``rescore``."""
+    def recogniser_log_probs(self, features: torch.Tensor) -> torch.Tensor:
+        """CPU float [positions, classes] log-posteriors of the projector's own CTC head for features (frames, d)."""
         projector = self.projector
         frames = torch.tensor([features.shape[0]], device=features.device)
         hidden = projector.encode(features.unsqueeze(0).to(next(projector.parameters()).dtype), frames)
-        log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
+        return projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
+
+    @torch.no_grad()
+    def recogniser_transcript(self, features: torch.Tensor, rescore: bool = True) -> str:
+        """The projector's own CTC transcript of features (frames, d): LLM-rescored, or greedy when not ``rescore``."""
+        projector = self.projector
+        log_probs = self.recogniser_log_probs(features)
         if rescore:
             config = self.config
             hypotheses = prefix_beam_search(log_probs, projector.vocabulary, config.rescore_beam)
