@@ -15,7 +15,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel
 from pipecat_tiny_audio.batch_scheduler import PARTIAL_PATIENCE, BatchScheduler, Priority
-from pipecat_tiny_audio.decoding import Forward
+from pipecat_tiny_audio.decoding import Forward, tree_visibility
 from pipecat_tiny_audio.ragged_forward import ragged_forward
 
 
@@ -68,6 +68,25 @@ def test_a_ragged_batch_gives_the_logits_and_caches_of_one_pass_at_a_time(served
             torch.equal(x.keys, y.keys) and torch.equal(x.values, y.values)
             for x, y in zip(a.layers, b.layers, strict=True)
         )
+
+
+def test_a_tree_pass_batched_with_decodes_gives_its_logits_alone(served):
+    """The rescoring of a final (a token tree on a fresh cache) shares its forward with other sessions'."""
+    width = served.config.llm_dim
+    parents = [-1, 0, 1, 1, 0, 4]  # two branches off the first token, one of them forking again
+    visible = tree_visibility(parents)
+    tree = torch.randn(1, len(parents), width, generator=torch.Generator().manual_seed(3)) * 0.05
+    step = torch.randn(1, 1, width, generator=torch.Generator().manual_seed(4)) * 0.05
+    cache = prefilled(served, 9, seed=5)
+    alone = [
+        Forward(tree, DynamicCache(), len(parents), visible).run(served.llm),
+        Forward(step, copy.deepcopy(cache), 1).run(served.llm),
+    ]
+    together = ragged_forward(
+        served.llm, [Forward(tree, DynamicCache(), len(parents), visible), Forward(step, cache, 1)]
+    )
+    for a, b in zip(alone, together, strict=True):
+        assert torch.equal(a, b)
 
 
 async def test_partials_are_batched_and_a_final_goes_first(served, speech):

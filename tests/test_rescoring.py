@@ -9,7 +9,7 @@ import torch
 
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import CharacterVocabulary
-from pipecat_tiny_audio.rescoring import best_hypothesis, prefix_beam_search, text_log_probs
+from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, best_hypothesis, prefix_beam_search, text_log_probs
 
 
 def test_beam_search_finds_the_likeliest_text_where_the_best_path_says_nothing():
@@ -46,6 +46,23 @@ def test_smollm2_prefers_english_to_phonetic_spelling(base_model):
         base_model.llm, base_model.tokenizer, ["set a timer for ten minutes", "se a timer for ten minuts"]
     )
     assert english > phonetic
+
+
+def test_the_n_best_scored_as_one_token_tree_score_as_each_line_alone(base_model):
+    """Lines sharing prefixes (and one a prefix of another's words) in one tree-attention pass."""
+    llm, tokenizer = base_model.llm, base_model.tokenizer
+    texts = ["set a timer for ten minutes", "set a time her for ten minutes", "set a timer", "se a timer", ""]
+
+    together = text_log_probs(llm, tokenizer, texts)
+
+    context = tokenizer(SCORING_CONTEXT, add_special_tokens=False).input_ids
+    for text, score in zip(texts, together, strict=True):
+        line = tokenizer(text[:1].upper() + text[1:] + "\n", add_special_tokens=False).input_ids
+        ids = torch.tensor([context + line])
+        with torch.no_grad():
+            log_probs = llm(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+        alone = log_probs[len(context) - 1 :].gather(-1, ids[0, len(context) :, None]).sum().item()
+        assert score == pytest.approx(alone, abs=1e-3)
 
 
 def test_rescoring_needs_a_recogniser(tiny_config):

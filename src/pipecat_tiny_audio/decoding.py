@@ -28,21 +28,60 @@ class Forward:
     """One LLM pass a decode needs: ``inputs_embeds`` (1, n, d) appended to ``cache`` in place.
 
     Its answer is the logits (``logits_to_keep``, vocab) of the last ``logits_to_keep`` positions.
+    ``visible`` (n, n) bool says which new tokens each new token attends to besides the cache
+    (``None``: the ones before it), and each token's position is the cache's length plus the
+    number of new tokens it sees before itself, so one pass can hold a tree of token sequences.
     """
 
     inputs_embeds: torch.Tensor
     cache: Any  # a transformers DynamicCache
     logits_to_keep: int
+    visible: torch.Tensor | None = None
+
+    def positions(self) -> torch.Tensor:
+        """Each new token's position."""
+        past = self.cache.get_seq_length()
+        if self.visible is None:
+            return torch.arange(self.inputs_embeds.shape[1]) + past
+        return self.visible.sum(-1) - 1 + past
+
+    def attention_mask(self) -> torch.Tensor | None:
+        """(n, past + n) bool: which cached and new tokens each new token attends to, as the model's
+        own mask for one sequence would be (``None`` for a single causal token)."""
+        n, past = self.inputs_embeds.shape[1], self.cache.get_seq_length()
+        if self.visible is None:
+            return None if n == 1 else torch.ones(n, past + n, dtype=torch.bool).tril(past)
+        return torch.cat([torch.ones(n, past, dtype=torch.bool), self.visible], dim=1)
 
     def run(self, llm: Callable[..., Any]) -> torch.Tensor:
         """This pass alone, as a plain call of the LLM."""
+        extra = {}
+        if self.visible is not None:
+            device = self.inputs_embeds.device
+            extra = {
+                "position_ids": self.positions()[None].to(device),
+                "attention_mask": self.attention_mask()[None, None].to(device),
+            }
         out = llm(
             inputs_embeds=self.inputs_embeds,
             past_key_values=self.cache,
             use_cache=True,
             logits_to_keep=self.logits_to_keep,
+            **extra,
         )
         return out.logits[0]
+
+
+def tree_visibility(parents: Sequence[int]) -> torch.Tensor:
+    """:attr:`Forward.visible` for a token tree: each token sees itself and its ancestors.
+
+    ``parents[i]`` is the index of token ``i``'s parent (``-1`` for a root), always below ``i``.
+    """
+    visible = torch.eye(len(parents), dtype=torch.bool)
+    for node, parent in enumerate(parents):
+        if parent >= 0:
+            visible[node] |= visible[parent]
+    return visible
 
 
 # Yields a Forward (an LLM pass, answered with its logits) or None (a point where other work may go

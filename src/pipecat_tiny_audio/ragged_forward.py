@@ -59,7 +59,9 @@ def ragged_forward(llm: Any, passes: Sequence[Forward]) -> list[torch.Tensor]:
     lengths = [p.inputs_embeds.shape[1] for p in passes]
     starts = [sum(lengths[:i]) for i in range(len(passes))]
     hidden = torch.cat([p.inputs_embeds for p in passes], dim=1)
-    positions = torch.cat([torch.arange(n) + p.cache.get_seq_length() for p, n in zip(passes, lengths, strict=True)])
+    positions = torch.cat([p.positions() for p in passes])
+    masks = [p.attention_mask() for p in passes]  # before the caches grow
+    masks = [None if mask is None else mask.to(hidden.device) for mask in masks]
     cos, sin = body.rotary_emb(hidden, position_ids=positions[None].to(hidden.device))
     for index, layer in enumerate(body.layers):
         attention = layer.self_attn
@@ -70,12 +72,9 @@ def ragged_forward(llm: Any, passes: Sequence[Forward]) -> list[torch.Tensor]:
         value = attention.v_proj(normed).view(shape).transpose(1, 2)
         query, key = apply_rotary_pos_emb(query, key, cos, sin)
         outputs = []
-        for p, start, n in zip(passes, starts, lengths, strict=True):
+        for p, start, n, mask in zip(passes, starts, lengths, masks, strict=True):
             rows = slice(start, start + n)
             keys, values = p.cache.update(key[:, :, rows], value[:, :, rows], index)
-            past = keys.shape[2] - n
-            # What the model's own mask is for one sequence: none for a single token, else causal after the past.
-            mask = None if n == 1 else torch.ones(n, past + n, dtype=torch.bool, device=hidden.device).tril(past)
             out, _ = sdpa_attention_forward(
                 attention, query[:, :, rows], keys, values, mask, dropout=0.0, scaling=attention.scaling
             )

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
+from transformers import DynamicCache
 
 from pipecat_tiny_audio.characters import CharacterVocabulary
+from pipecat_tiny_audio.decoding import Forward, Steps, run_steps, tree_visibility
 
 SCORING_CONTEXT = "Someone said:\n"
 
@@ -59,19 +62,35 @@ def prefix_beam_search(
     return sorted(texts.items(), key=lambda item: -item[1])
 
 
-@torch.no_grad()
+def text_log_prob_steps(
+    embed: Callable[[torch.Tensor], torch.Tensor], tokenizer, texts: list[str]
+) -> Steps[list[float]]:
+    """:func:`text_log_probs` as steps: one LLM pass over the texts' token trie.
+
+    The N best share most of their tokens ("set a timer" / "set a time her"), so each prefix they
+    share is one token of the pass, attending only to its own ancestors (tree attention). On the
+    recogniser's 8 best of 40 dev clips that is 53 % of the tokens of scoring each line on its own,
+    in a single pass that a scheduler can batch with other sessions' passes.
+    """
+    context = tokenizer(SCORING_CONTEXT, add_special_tokens=False).input_ids
+    rows = [tuple(context + tokenizer(t[:1].upper() + t[1:] + "\n", add_special_tokens=False).input_ids) for t in texts]
+    nodes: dict[tuple[int, ...], int] = {}  # a prefix of some row -> its last token's index in the pass
+    parents: list[int] = []
+    for row in rows:
+        for end in range(1, len(row) + 1):
+            if row[:end] not in nodes:
+                nodes[row[:end]] = len(parents)
+                parents.append(nodes[row[: end - 1]] if end > 1 else -1)
+    tokens = torch.tensor([[prefix[-1] for prefix in nodes]])
+    logits = yield Forward(embed(tokens), DynamicCache(), len(parents), tree_visibility(parents))
+    log_probs = logits.float().log_softmax(-1)  # the row of a prefix predicts the token after it
+    return [sum(log_probs[nodes[row[:end]], row[end]].item() for end in range(len(context), len(row))) for row in rows]
+
+
 def text_log_probs(llm, tokenizer, texts: list[str]) -> list[float]:
     """Each text's log-probability under the LLM as one line someone said (its newline included)."""
-    context = tokenizer(SCORING_CONTEXT, add_special_tokens=False).input_ids
-    rows = [tokenizer(t[:1].upper() + t[1:] + "\n", add_special_tokens=False).input_ids for t in texts]
-    width = max(map(len, rows))
-    device = next(llm.parameters()).device
-    ids = torch.tensor([context + r + [0] * (width - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1] * (len(context) + len(r)) + [0] * (width - len(r)) for r in rows], device=device)
-    log_probs = llm(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
-    picked = log_probs.gather(-1, ids[:, 1:, None])[..., 0]
-    start = len(context) - 1  # the position that predicts the text's first token
-    return [picked[i, start : start + len(r)].sum().item() for i, r in enumerate(rows)]
+    table = llm.get_input_embeddings()
+    return run_steps(llm, text_log_prob_steps(lambda ids: table(ids.to(table.weight.device)), tokenizer, texts))
 
 
 def best_hypothesis(

@@ -286,32 +286,43 @@ class StreamingDecoder:
             self._tokens = []
             return self._tokens
         features = self._features(final)
+        try:
+            if self.model.config.reading == "rescore":
+                self._tokens = yield from self._rescored(features, final)
+            else:
+                self._tokens = yield from self._generated(features)
+        except Interrupted:
+            self._decoded = None
+            raise
+        return self._tokens
+
+    def _rescored(self, features: torch.Tensor, final: bool) -> Steps[list[int]]:
+        """No audio tokens: the recogniser spells, and the LLM only rescores the final."""
+        text = yield from self.model.recogniser_transcript_steps(features, rescore=final)
+        return self.model.tokenizer(text, add_special_tokens=False).input_ids
+
+    def _generated(self, features: torch.Tensor) -> Steps[list[int]]:
+        """The LLM writes the transcript after the audio tokens, checking the last one as a draft."""
         model = self.model
-        if model.config.reading == "rescore":  # no audio tokens: the LLM only rescores the final
-            text = model.recogniser_transcript(features, rescore=final)
-            self._tokens = model.tokenizer(text, add_special_tokens=False).input_ids
-            return self._tokens
         # Audio tokens not yet in the cache go into the same forward pass as the suffix and draft.
         new = model.projector.project_from(features.unsqueeze(0), self._cached_groups)
         suffix = model.embed_tokens(self._suffix_ids)
         try:
-            self._tokens = yield from greedy_steps(
-                model.embed_tokens,
-                self._cache,
-                torch.cat([new.to(suffix.dtype), suffix], dim=1),
-                stop_id=model.prompt.end_of_turn_id,
-                max_new_tokens=model.max_tokens_for(features.shape[0] * FRAME_SECONDS),
-                draft=self._tokens,
+            return (
+                yield from greedy_steps(
+                    model.embed_tokens,
+                    self._cache,
+                    torch.cat([new.to(suffix.dtype), suffix], dim=1),
+                    stop_id=model.prompt.end_of_turn_id,
+                    max_new_tokens=model.max_tokens_for(features.shape[0] * FRAME_SECONDS),
+                    draft=self._tokens,
+                )
             )
-        except Interrupted:
-            self._decoded = None
-            raise
         finally:
             # Keep only whole groups of whole chunks: they never change, whatever audio follows.
             committed = self._frames.shape[0] // self._k if self._mode.chunk_samples is not None else 0
             truncate_cache(self._cache, self._prefix_len + committed)
             self._cached_groups = min(committed, self._cache.get_seq_length() - self._prefix_len)
-        return self._tokens
 
     def _text(self, tokens: list[int]) -> str:
         return self.model.tokenizer.decode(tokens, skip_special_tokens=True).strip()
