@@ -89,7 +89,7 @@ def main() -> None:
             f"oracle of the {args.beam}-best {wer(refs, oracle):.3f} ({len(rows)} utterances)"
         )
     # The LLM's cost grows with the hypotheses it scores: how much of the gain do fewer keep?
-    for n in sorted({4, 8, args.beam}):
+    for n in sorted({n for n in (4, 8, 16, 32) if n < args.beam} | {args.beam}):
         alpha, beta = min(itertools.product(ALPHAS, BETAS), key=lambda ab: score("tune", *ab, n))
         rescored = ", ".join(f"{name} {score(name, alpha, beta, n):.3f}" for name in lists)
         print(f"LLM-rescored {n}-best (alpha={alpha}, beta={beta}, chosen on tune): {rescored}", flush=True)
