@@ -1,10 +1,13 @@
-"""What the LLM costs per call on this CPU, and what two shortcuts save, each against its plain peer.
+"""What the model costs per call on this CPU, and what three shortcuts save, each against its plain peer.
 
     python -m benchmarks.llm_cost --threads 1 --repeats 3
 
 Decoding (SmolLM2-135M with LoRA, as the streaming decoder calls it): one pass over 23 new tokens on a
 60-token cache (a partial or final that re-checks its draft) and one single-token step, with the
 float model vs. ``TinyAudioModel.optimize_for_inference()`` (LoRA merged, fp16 LLM weights).
+
+Encoding (Whisper base, as the streaming decoder calls it): one 0.48 s chunk with its 1.0 s of left
+context and 0.48 s of look-ahead (a 1.96 s window), float32 vs. the same fp16 weights.
 
 Training: one LM-loss forward + backward on a batch of 8 (projector trainable), the plain
 ``model(**batch).loss`` vs. the trainer's ``lm_loss`` (shared prompt prefix, LM head only at targets).
@@ -21,6 +24,8 @@ import torch
 from transformers import DynamicCache
 
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
+from pipecat_tiny_audio.audio import SAMPLE_RATE
+from pipecat_tiny_audio.features import FeatureMode, encode_chunk_at
 from trainer.train import lm_loss
 
 
@@ -68,6 +73,14 @@ def main() -> None:
     for name, llm in (("float + LoRA (peer)", model.llm), ("merged, fp16 weights", served.llm)):
         verify, step = decoding_costs(llm, args.repeats)
         print(f"{name:28} {verify * 1000:17.0f} {step * 1000:10.0f}")
+
+    mode = FeatureMode(chunk_seconds=0.48, left_context_seconds=1.0, right_context_seconds=0.48)
+    audio = torch.randn(3 * SAMPLE_RATE).numpy() * 0.1
+    print(f"\nencoding a 1.96 s chunk window, {args.threads} thread(s): median ms")
+    for name, encoder in (("float32 (peer)", model.encoder), ("fp16 weights", served.encoder)):
+        with torch.no_grad():
+            seconds = timed(lambda encoder=encoder: encode_chunk_at(encoder, audio, SAMPLE_RATE, mode), args.repeats)
+        print(f"{name:28} {seconds * 1000:6.0f}")
 
     model.train()
     model.projector.requires_grad_(True)

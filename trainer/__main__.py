@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-utterances", type=int, default=0, help="per source; 0 = all")
     evaluate.add_argument("--max-seconds", type=float, default=30.0)
     evaluate.add_argument(
-        "--served", action="store_true", help="evaluate as TinyAudioSTT serves on CPU: LoRA merged, fp16 LLM weights"
+        "--served",
+        action="store_true",
+        help="evaluate as TinyAudioSTT serves on CPU: LoRA merged, fp16 LLM and encoder weights",
     )
     evaluate.add_argument(
         "--ctc", action="store_true", help="score the recogniser's greedy CTC transcript instead of the LLM's"

@@ -129,8 +129,9 @@ class TinyAudioSTT(STTService):
         num_threads: torch intra-op threads of the model's worker thread (``None``: torch's
             default, one per core). On a 2-core machine shared with other work, 2 threads ran
             3-10x slower than 1 (they spin-wait for each other), hence the default of 1.
-        fp16: when loading a model on CPU, merge its LoRA adapter and store the LLM's linear
-            weights in fp16, which cuts decoding time by a third to a half with the same transcripts
+        fp16: when loading a model on CPU, merge its LoRA adapter and store the LLM's and the
+            encoder's linear weights in fp16, which halves decoding and encoding time with the same
+            transcripts
             (:meth:`TinyAudioModel.optimize_for_inference`; a passed instance is used as it is).
         ttfs_p99_latency: P99 seconds from VAD stop to final transcript, for turn strategies.
         **kwargs: passed to :class:`~pipecat.services.stt_service.STTService`.
