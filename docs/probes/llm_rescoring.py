@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from pipecat_tiny_audio.rescoring import best_hypothesis, prefix_beam_search, text_log_probs
+from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, best_hypothesis, prefix_beam_search, text_log_probs
 from trainer.checkpoint import load_model
 from trainer.data import load_source
 from trainer.feature_cache import FeatureCache
@@ -35,7 +35,7 @@ ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 BETAS = (0.0, 0.5, 1.0, 2.0, 3.0)
 
 
-def n_best_lists(model, cache: FeatureCache, manifest: str, rows: slice, beam: int) -> list[dict]:
+def n_best_lists(model, cache: FeatureCache, manifest: str, rows: slice, beam: int, context: str) -> list[dict]:
     """Per utterance: reference, greedy text, and the N best with CTC and LLM scores."""
     examples = cache.prepare(load_source(manifest)[rows], max_seconds=20.0)
     projector, out = model.projector, []
@@ -44,20 +44,20 @@ def n_best_lists(model, cache: FeatureCache, manifest: str, rows: slice, beam: i
         greedy = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
         hyps = prefix_beam_search(log_probs, projector.vocabulary, beam)
         texts = [t for t, _ in hyps]
-        llm = text_log_probs(model.llm, model.tokenizer, texts) if any(texts) else [0.0] * len(texts)
+        llm = text_log_probs(model.llm, model.tokenizer, texts, context) if any(texts) else [0.0] * len(texts)
         out.append(
             {"ref": example.text, "greedy": greedy, "hyps": [(t, c, g) for (t, c), g in zip(hyps, llm, strict=True)]}
         )
     return out
 
 
-def scoring_ms(model, lists: list[dict], n: int) -> float:
+def scoring_ms(model, lists: list[dict], n: int, context: str) -> float:
     """Mean milliseconds the LLM takes to score an utterance's ``n`` best (one tree pass)."""
     started = time.perf_counter()
     for u in lists:
         texts = [t for t, *_ in u["hyps"][:n]]
         if any(texts):
-            text_log_probs(model.llm, model.tokenizer, texts)
+            text_log_probs(model.llm, model.tokenizer, texts, context)
     return (time.perf_counter() - started) * 1000 / len(lists)
 
 
@@ -75,15 +75,16 @@ def main() -> None:
     parser.add_argument("--tune", required=True, help="manifest of clips neither dev nor unseen, never trained on")
     parser.add_argument("--tune-n", type=int, default=150)
     parser.add_argument("--beam", type=int, default=16)
+    parser.add_argument("--context", default=SCORING_CONTEXT, help="the text each hypothesis is scored after")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, _ = load_model(args.model)
     cache = FeatureCache.for_model(model)
     model.optimize_for_inference()  # scored, and timed, as served
     started = time.time()
-    lists = {"tune": n_best_lists(model, cache, args.tune, slice(0, args.tune_n), args.beam)}
+    lists = {"tune": n_best_lists(model, cache, args.tune, slice(0, args.tune_n), args.beam, args.context)}
     for name, manifest in SETS.items():
-        lists[name] = n_best_lists(model, cache, manifest, slice(None), args.beam)
+        lists[name] = n_best_lists(model, cache, manifest, slice(None), args.beam, args.context)
     n = sum(map(len, lists.values()))
     print(f"{n} utterances, {(time.time() - started) / n:.2f} s each (beam search + LLM scoring)")
 
@@ -102,7 +103,7 @@ def main() -> None:
     for n in sorted({n for n in (4, 8, 16, 32) if n < args.beam} | {args.beam}):
         alpha, beta = min(itertools.product(ALPHAS, BETAS), key=lambda ab: score("tune", *ab, n))
         rescored = ", ".join(f"{name} {score(name, alpha, beta, n):.3f}" for name in lists)
-        cost = scoring_ms(model, lists["dev"], n)
+        cost = scoring_ms(model, lists["dev"], n, args.context)
         print(f"LLM-rescored {n}-best (alpha={alpha}, beta={beta}, chosen on tune): {rescored}; {cost:.0f} ms/dev clip")
 
 

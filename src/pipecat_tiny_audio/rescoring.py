@@ -63,7 +63,7 @@ def prefix_beam_search(
 
 
 def text_log_prob_steps(
-    embed: Callable[[torch.Tensor], torch.Tensor], tokenizer, texts: list[str]
+    embed: Callable[[torch.Tensor], torch.Tensor], tokenizer, texts: list[str], context: str = SCORING_CONTEXT
 ) -> Steps[list[float]]:
     """:func:`text_log_probs` as steps: one LLM pass over the texts' token trie.
 
@@ -72,7 +72,7 @@ def text_log_prob_steps(
     recogniser's 8 best of 40 dev clips that is 53 % of the tokens of scoring each line on its own,
     in a single pass that a scheduler can batch with other sessions' passes.
     """
-    context = tokenizer(SCORING_CONTEXT, add_special_tokens=False).input_ids
+    context = tokenizer(context, add_special_tokens=False).input_ids
     rows = [tuple(context + tokenizer(t[:1].upper() + t[1:] + "\n", add_special_tokens=False).input_ids) for t in texts]
     nodes: dict[tuple[int, ...], int] = {}  # a prefix of some row -> its last token's index in the pass
     parents: list[int] = []
@@ -87,10 +87,14 @@ def text_log_prob_steps(
     return [sum(log_probs[nodes[row[:end]], row[end]].item() for end in range(len(context), len(row))) for row in rows]
 
 
-def text_log_probs(llm, tokenizer, texts: list[str]) -> list[float]:
-    """Each text's log-probability under the LLM as one line someone said (its newline included)."""
+def text_log_probs(llm, tokenizer, texts: list[str], context: str = SCORING_CONTEXT) -> list[float]:
+    """Each text's log-probability under the LLM as the line after ``context`` (its newline included)."""
     table = llm.get_input_embeddings()
-    return run_steps(llm, text_log_prob_steps(lambda ids: table(ids.to(table.weight.device)), tokenizer, texts))
+
+    def embed(ids: torch.Tensor) -> torch.Tensor:
+        return table(ids.to(table.weight.device))
+
+    return run_steps(llm, text_log_prob_steps(embed, tokenizer, texts, context))
 
 
 def best_hypothesis(
