@@ -6,13 +6,16 @@ corrupt or untrained file must fail here rather than silently restart a long run
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from pipecat.tests.utils import run_test
+from pipeline_helpers import assert_well_formed, audio_frames, finals, utterance, with_vad
 
-from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel
+from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
 from trainer.ctc import character_greedy_decode
 from trainer.evaluate import ctc_transcriber, evaluate
 from trainer.metrics import cer
@@ -67,3 +70,26 @@ def test_the_recogniser_is_served_by_llm_rescoring_and_streams_its_offline_trans
         partials.append(decoder.partial().text)
     assert any(partials)  # the recogniser's greedy transcript, while the audio arrives
     assert decoder.finalize() == offline
+
+
+async def test_four_sessions_on_the_recogniser_get_the_finals_each_gets_alone(base_model, say):
+    """Each final's rescoring pass (the token tree of its N best) goes through the shared scheduler,
+    beside the other sessions' work, and still picks what the session picks when it is alone."""
+    served = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder).optimize_for_inference()
+    sentences = [
+        "please book a table for two people tonight",
+        "what is the weather like in paris",
+        "turn off the lights in the kitchen",
+        "could you tell me what time it is",
+    ]
+
+    async def transcribe(audio) -> list[str]:
+        down, _ = await run_test(with_vad(TinyAudioSTT(model=served)), frames_to_send=audio_frames(utterance(audio)))
+        assert_well_formed(down)
+        return [f.text for f in finals(down)]
+
+    clips = [say(sentence) for sentence in sentences]
+    alone = [await transcribe(audio) for audio in clips]
+    together = await asyncio.gather(*(transcribe(audio) for audio in clips))
+    assert list(together) == alone and all(len(texts) == 1 for texts in alone)
+    assert cer(sentences, [texts[0].lower() for texts in alone]) < 0.35, alone
