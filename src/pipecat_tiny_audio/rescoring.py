@@ -29,12 +29,18 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def prefix_beam_search(
-    log_probs: torch.Tensor, vocabulary: CharacterVocabulary, beam: int, per_frame: int = 8
+    log_probs: torch.Tensor,
+    vocabulary: CharacterVocabulary,
+    beam: int,
+    per_frame: int = 8,
+    bonus: Callable[[list[tuple[int, ...]]], list[float]] | None = None,
 ) -> list[tuple[str, float]]:
     """Up to ``beam`` (text, CTC log-probability) of one utterance's [frames, classes] log-posteriors, best first.
 
     Label sequences (blank = 0) are the beam's prefixes; ``per_frame`` most likely classes of each
-    frame extend them; prefixes that spell the same text are merged at the end.
+    frame extend them; prefixes that spell the same text are merged at the end. ``bonus`` adds a
+    score of each candidate prefix (say, a language model's opinion of its finished words) when
+    the beam is pruned; the scores returned are CTC's alone.
     """
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (blank, label)
     for frame in log_probs.float():
@@ -53,7 +59,8 @@ def prefix_beam_search(
                 else:
                     longer = grown[(*prefix, c)]
                     longer[1] = _logaddexp(longer[1], total + p)
-        best = sorted(grown.items(), key=lambda item: -_logaddexp(*item[1]))[:beam]
+        extra = dict(zip(grown, bonus(list(grown)), strict=True)) if bonus is not None else defaultdict(float)
+        best = sorted(grown.items(), key=lambda item: -_logaddexp(*item[1]) - extra[item[0]])[:beam]
         beams = {prefix: (b, lab) for prefix, (b, lab) in best}
     texts: dict[str, float] = {}
     for prefix, (blank, label) in beams.items():
@@ -63,7 +70,11 @@ def prefix_beam_search(
 
 
 def text_log_prob_steps(
-    embed: Callable[[torch.Tensor], torch.Tensor], tokenizer, texts: list[str], context: str = SCORING_CONTEXT
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    tokenizer,
+    texts: list[str],
+    context: str = SCORING_CONTEXT,
+    finished: bool = True,
 ) -> Steps[list[float]]:
     """:func:`text_log_probs` as steps: one LLM pass over the texts' token trie.
 
@@ -73,7 +84,9 @@ def text_log_prob_steps(
     in a single pass that a scheduler can batch with other sessions' passes.
     """
     context = tokenizer(context, add_special_tokens=False).input_ids
-    rows = [tuple(context + tokenizer(t[:1].upper() + t[1:] + "\n", add_special_tokens=False).input_ids) for t in texts]
+    newline = "\n" if finished else ""  # a line's beginning has no newline yet
+    lines = [t[:1].upper() + t[1:] + newline for t in texts]
+    rows = [tuple(context + tokenizer(line, add_special_tokens=False).input_ids) for line in lines]
     nodes: dict[tuple[int, ...], int] = {}  # a prefix of some row -> its last token's index in the pass
     parents: list[int] = []
     for row in rows:
@@ -87,14 +100,17 @@ def text_log_prob_steps(
     return [sum(log_probs[nodes[row[:end]], row[end]].item() for end in range(len(context), len(row))) for row in rows]
 
 
-def text_log_probs(llm, tokenizer, texts: list[str], context: str = SCORING_CONTEXT) -> list[float]:
-    """Each text's log-probability under the LLM as the line after ``context`` (its newline included)."""
+def text_log_probs(
+    llm, tokenizer, texts: list[str], context: str = SCORING_CONTEXT, finished: bool = True
+) -> list[float]:
+    """Each text's log-probability under the LLM as the line after ``context`` (its newline included
+    when ``finished``, else as the beginning of that line)."""
     table = llm.get_input_embeddings()
 
     def embed(ids: torch.Tensor) -> torch.Tensor:
         return table(ids.to(table.weight.device))
 
-    return run_steps(llm, text_log_prob_steps(embed, tokenizer, texts, context))
+    return run_steps(llm, text_log_prob_steps(embed, tokenizer, texts, context, finished))
 
 
 def best_hypothesis(
