@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from loguru import logger
 
-from pipecat_tiny_audio.commands import MAX_BACKLOG_SECONDS, Audio, CommandQueue, Stop
+from pipecat_tiny_audio.commands import MAX_BACKLOG_SECONDS, PARTIAL_BACKLOG_SECONDS, Audio, CommandQueue, Stop
 from pipecat_tiny_audio.resampling import StreamResampler
 
 
@@ -39,3 +39,14 @@ def test_a_session_far_behind_real_time_warns_and_keeps_its_memory_bounded():
     audio = queue.take()  # the queued audio comes as one command, and the stop after it
     assert isinstance(audio, Audio) and audio.samples.size == MAX_BACKLOG_SECONDS * 16000
     assert isinstance(queue.take(), Stop) and queue.backlog_seconds == 0 and not queue
+
+
+def test_a_partial_is_given_up_once_its_sessions_audio_piles_up_behind_it():
+    queue = CommandQueue("TinyAudioSTT#0")
+    frame = Audio(np.zeros(320, np.float32))  # 20 ms
+    with queue.inflight_as("partial") as interrupt:
+        for _ in range(round(PARTIAL_BACKLOG_SECONDS / 0.02)):
+            queue.send(frame)
+        assert not interrupt.is_set()  # a little audio may wait for a partial
+        queue.send(frame)
+        assert interrupt.is_set()  # more may not: the session would fall behind real time

@@ -2,8 +2,9 @@
 
 The input path (Pipecat's event loop, every 20 ms) must never wait for the model, so it only
 queues commands; the decode loop takes them in order. The queue also holds the policy that keeps a
-session close to real time: a partial in flight is given up when anything but more audio arrives,
-and a speculative final when speech resumes. When the model cannot keep up, the audio waiting here
+session close to real time: a partial in flight is given up when anything but more audio arrives, or
+when the audio waiting behind it passes :data:`PARTIAL_BACKLOG_SECONDS`, and a speculative final when
+speech resumes. When the model cannot keep up, the audio waiting here
 is how far behind real time the session is: a warning says so, and past
 :data:`MAX_BACKLOG_SECONDS` new audio is dropped so memory stays bounded.
 """
@@ -26,6 +27,7 @@ from loguru import logger
 from pipecat_tiny_audio.audio import SAMPLE_RATE
 
 BEHIND_WARNING_SECONDS = 1.0  # warn when a session's queued audio is this far behind real time
+PARTIAL_BACKLOG_SECONDS = 0.25  # a partial that keeps this much of its session's audio waiting is given up
 WARNING_INTERVAL_SECONDS = 5.0
 MAX_BACKLOG_SECONDS = 20.0  # past this, new audio is dropped: a transcript that late is of no use
 
@@ -96,10 +98,12 @@ class CommandQueue:
         audio = isinstance(command, Audio)
         if audio and not self._admit(command.samples.size):
             return
-        # A partial is given up for anything but more audio; a previewed final when speech resumes
-        # (unless the stop already came: then it is the final).
+        # A partial is given up for anything but more audio, or when its session's audio piles up behind
+        # it (the CPU is short: a late interim is worth less than keeping up); a previewed final when
+        # speech resumes (unless the stop already came: then it is the final).
         resumed = audio and not self.has(Stop)
-        if (self.inflight == "partial" and not audio) or (self.inflight == "preview" and resumed):
+        late = self.backlog_seconds > PARTIAL_BACKLOG_SECONDS
+        if (self.inflight == "partial" and (not audio or late)) or (self.inflight == "preview" and resumed):
             self.interrupt.set()
         self._commands.append(command)
         self._wake.set()
