@@ -21,14 +21,13 @@ import itertools
 import time
 
 import torch
+from llm_rescoring import SETS, n_best_lists, pick  # this folder is on the path of a script run from it
 
-from pipecat_tiny_audio.rescoring import best_hypothesis, prefix_beam_search, text_log_probs
+from pipecat_tiny_audio.rescoring import text_log_probs
 from trainer.checkpoint import load_model
-from trainer.data import load_source
 from trainer.feature_cache import FeatureCache
 from trainer.metrics import wer
 
-SETS = {"dev": "../shared/eval/dev/manifest.jsonl", "unseen": "data/synth8k/heldout/manifest.jsonl"}
 RESCORE_ALPHAS = (0.3, 0.5, 0.7, 1.0)
 RESCORE_BETAS = (0.0, 1.0, 2.0)
 
@@ -65,23 +64,12 @@ class FinishedWords:
         return [self.alpha * self.known(t) + self.beta * len(t.split()) for t in texts]
 
 
-def n_best_lists(
+def fused_lists(
     model, cache, manifest: str, rows: slice, beam: int, alpha: float, beta: float, every: int
 ) -> list[dict]:
-    """Per utterance: reference and the fused beam's N best with CTC and LLM (whole-line) scores."""
-    out = []
-    for example in cache.prepare(load_source(manifest)[rows], max_seconds=20.0):
-        log_probs = model.recogniser_log_probs(cache.load(example.key))
-        bonus = FinishedWords(model, alpha, beta, every) if alpha or beta else None
-        hyps = prefix_beam_search(log_probs, model.projector.vocabulary, beam, bonus=bonus)
-        texts = [t for t, _ in hyps]
-        llm = text_log_probs(model.llm, model.tokenizer, texts) if any(texts) else [0.0] * len(texts)
-        out.append({"ref": example.text, "hyps": [(t, c, g) for (t, c), g in zip(hyps, llm, strict=True)]})
-    return out
-
-
-def rescored(lists: list[dict], alpha: float, beta: float) -> list[str]:
-    return [best_hypothesis([(t, c) for t, c, _ in u["hyps"]], [g for *_, g in u["hyps"]], alpha, beta) for u in lists]
+    """Per utterance: reference and the N best of a beam the LLM ranks (none when alpha = beta = 0)."""
+    bonus = (lambda: FinishedWords(model, alpha, beta, every)) if alpha or beta else None
+    return n_best_lists(model, cache, manifest, rows, beam, bonus=bonus)
 
 
 def main() -> None:
@@ -102,14 +90,14 @@ def main() -> None:
     def best_rescoring(lists: list[dict]) -> tuple[float, float, float]:
         refs = [u["ref"] for u in lists]
         return min(
-            (wer(refs, rescored(lists, a, b)), a, b) for a, b in itertools.product(RESCORE_ALPHAS, RESCORE_BETAS)
+            (wer(refs, pick(lists, a, b, args.beam)), a, b) for a, b in itertools.product(RESCORE_ALPHAS, RESCORE_BETAS)
         )
 
     rows = slice(0, args.tune_n)
     tuned = []
     for alpha, beta in [(0.0, 0.0), *itertools.product(args.alphas, args.betas)]:
         started = time.time()
-        lists = n_best_lists(model, cache, args.tune, rows, args.beam, alpha, beta, args.every)
+        lists = fused_lists(model, cache, args.tune, rows, args.beam, alpha, beta, args.every)
         score, ra, rb = best_rescoring(lists)
         seconds = (time.time() - started) / len(lists)
         print(
@@ -120,11 +108,11 @@ def main() -> None:
     _, alpha, beta, ra, rb = min(tuned)
     for name, manifest in SETS.items():
         for fa, fb in ((0.0, 0.0), (alpha, beta)):
-            lists = n_best_lists(model, cache, manifest, slice(None), args.beam, fa, fb, args.every)
+            lists = fused_lists(model, cache, manifest, slice(None), args.beam, fa, fb, args.every)
             refs = [u["ref"] for u in lists]
             print(
                 f"{name}: fusion alpha={fa} beta={fb}, {args.beam} best rescored (alpha={ra}, beta={rb}): "
-                f"{wer(refs, rescored(lists, ra, rb)):.3f} ({len(lists)} clips)",
+                f"{wer(refs, pick(lists, ra, rb, args.beam)):.3f} ({len(lists)} clips)",
                 flush=True,
             )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -35,14 +36,25 @@ ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 BETAS = (0.0, 0.5, 1.0, 2.0, 3.0)
 
 
-def n_best_lists(model, cache: FeatureCache, manifest: str, rows: slice, beam: int, context: str) -> list[dict]:
-    """Per utterance: reference, greedy text, and the N best with CTC and LLM scores."""
+def n_best_lists(
+    model,
+    cache: FeatureCache,
+    manifest: str,
+    rows: slice,
+    beam: int,
+    context: str = SCORING_CONTEXT,
+    bonus: Callable[[], Callable] | None = None,
+) -> list[dict]:
+    """Per utterance: reference, greedy text, and the N best with CTC and LLM scores.
+
+    ``bonus`` makes each utterance's ``prefix_beam_search`` bonus (``llm_fusion.py``'s LLM in the beam).
+    """
     examples = cache.prepare(load_source(manifest)[rows], max_seconds=20.0)
     projector, out = model.projector, []
     for example in examples:
         log_probs = model.recogniser_log_probs(cache.load(example.key))
         greedy = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
-        hyps = prefix_beam_search(log_probs, projector.vocabulary, beam)
+        hyps = prefix_beam_search(log_probs, projector.vocabulary, beam, bonus=bonus() if bonus else None)
         texts = [t for t, _ in hyps]
         llm = text_log_probs(model.llm, model.tokenizer, texts, context) if any(texts) else [0.0] * len(texts)
         out.append(
