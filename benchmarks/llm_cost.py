@@ -7,7 +7,8 @@ Decoding (SmolLM2-135M with LoRA, as the streaming decoder calls it): one pass o
 float model vs. ``TinyAudioModel.optimize_for_inference()`` (LoRA merged, fp16 LLM weights).
 
 Encoding (Whisper base, as the streaming decoder calls it): one 0.48 s chunk with its 1.0 s of left
-context and 0.48 s of look-ahead (a 1.96 s window), float32 vs. the same fp16 weights.
+context and 0.48 s of look-ahead (a 1.96 s window), float32 vs. the same fp16 weights, and how far
+the fp16 weights move its frames.
 
 Training: one LM-loss forward + backward on a batch of 8 (projector trainable), the plain
 ``model(**batch).loss`` vs. the trainer's ``lm_loss`` (shared prompt prefix, LM head only at targets).
@@ -77,10 +78,14 @@ def main() -> None:
     mode = FeatureMode(chunk_seconds=0.48, left_context_seconds=1.0, right_context_seconds=0.48)
     audio = torch.randn(3 * SAMPLE_RATE).numpy() * 0.1
     print(f"\nencoding a 1.96 s chunk window, {args.threads} thread(s): median ms")
+    frames = {}
     for name, encoder in (("float32 (peer)", model.encoder), ("fp16 weights", served.encoder)):
         with torch.no_grad():
             seconds = timed(lambda encoder=encoder: encode_chunk_at(encoder, audio, SAMPLE_RATE, mode), args.repeats)
+            frames[name] = encode_chunk_at(encoder, audio, SAMPLE_RATE, mode)
         print(f"{name:28} {seconds * 1000:6.0f}")
+    peer, fp16 = frames.values()
+    print(f"frames differ by up to {(peer - fp16).abs().max():.1e} (mean |frame| {peer.abs().mean():.2f})")
 
     model.train()
     model.projector.requires_grad_(True)

@@ -296,10 +296,11 @@ class TinyAudioModel(PreTrainedModel):
         faster (``python -m benchmarks.llm_cost``); fbgemm's fp16 kernels also encode a 1.96 s
         chunk window in half the time of float32 ones. Activations and accumulation stay float32, so
         every token is computed as if alone and a streaming final still equals the offline
-        transcript; the encoder's frames move by ~1e-3 (of ~1) from the float32 frames the
-        projector was trained on. (Int8 dynamic quantization is faster still, but shares one
-        activation scale across the tokens of a pass: audio tokens swamp the text tokens'
-        precision, which raised dev WER from 66 % to 96 % for a trained model here.) The projector
+        transcript; the encoder's frames move by ~1e-4 (of ~0.6) from the float32 frames the
+        projector was trained on (``benchmarks.llm_cost`` prints it). (Int8 dynamic quantization
+        is faster still, but shares one activation scale across the tokens of a pass: audio tokens
+        swamp the text tokens' precision, which raised dev WER from 66 % to 96 % for a trained model
+        here.) The projector
         stays as it is. This is one-way: the model can transcribe afterwards but no longer train or
         be saved.
         """
