@@ -300,9 +300,8 @@ class TinyAudioModel(PreTrainedModel):
         projector was trained on (``benchmarks.llm_cost`` prints it). (Int8 dynamic quantization
         is faster still, but shares one activation scale across the tokens of a pass: audio tokens
         swamp the text tokens' precision, which raised dev WER from 66 % to 96 % for a trained model
-        here.) The projector
-        stays as it is. This is one-way: the model can transcribe afterwards but no longer train or
-        be saved.
+        here.) The projector stays as it is. This is one-way: the model can transcribe afterwards
+        but no longer train or be saved.
         """
         if self.inference_only:
             return self
