@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 from pipecat.tests.utils import run_test
 from pipeline_helpers import assert_well_formed, audio_frames, finals, utterance, with_vad
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
+from pipecat_tiny_audio.decoding import run_steps
 from trainer.ctc import character_greedy_decode
 from trainer.evaluate import ctc_transcriber, evaluate
 from trainer.metrics import cer
@@ -56,19 +58,42 @@ def test_trainer_eval_ctc_needs_a_recogniser(tiny_model):
         ctc_transcriber(tiny_model)
 
 
-def test_the_recogniser_is_served_by_llm_rescoring_and_streams_its_offline_transcript(recogniser, say):
+def test_a_stream_computes_the_recognisers_posteriors_block_by_block_as_the_whole_utterance_does(recogniser, say):
+    features = recogniser.encode(say("could you tell me what time it is"))
+    projector = recogniser.projector
+
+    blocks, past, position = [], [], 0
+    for start in range(0, features.shape[0], projector.block_frames):  # the last block is short
+        hidden, past = projector.encode_block(features[None, start : start + projector.block_frames], past, position)
+        blocks.append(projector.ctc_logits(hidden)[0].log_softmax(-1))
+        position += hidden.shape[1]
+
+    whole = recogniser.recogniser_log_probs(features)
+    assert torch.allclose(torch.cat(blocks), whole, atol=1e-4)
+
+
+def test_the_recogniser_is_served_by_llm_fusion_and_streams_its_offline_transcript(recogniser, say):
     assert recogniser.config.reading == "rescore"  # no LLM stage trained yet: the LLM picks, never writes
+    assert recogniser.config.fusion_lm_weight > 0  # ... and steers the beam, once per chunk
     sentence = "set a timer for ten minutes"
     audio = say(sentence)
     offline = recogniser.transcribe(audio)
     assert cer([sentence], [offline]) < 0.35, offline
 
+    passes = []
+
+    def llm(**inputs):
+        passes.append(inputs["inputs_embeds"].shape[1])
+        return recogniser.llm(**inputs)
+
     decoder = StreamingDecoder(recogniser)
     partials = []
     for start in range(0, audio.size, 8000):  # half a second at a time
-        decoder.feed(audio[start : start + 8000])
-        partials.append(decoder.partial().text)
-    assert any(partials)  # the recogniser's greedy transcript, while the audio arrives
+        run_steps(llm, decoder.feed_steps(audio[start : start + 8000]))
+        partials.append(decoder.partial().text)  # the beam's best: no LLM pass of its own
+    chunks = audio.size // recogniser.feature_mode.chunk_samples
+    assert 0 < len(passes) <= chunks  # the LLM scored the beam's new words as the audio arrived
+    assert any(partials)
     assert decoder.finalize() == offline
 
 

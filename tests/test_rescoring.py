@@ -9,7 +9,13 @@ import torch
 
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import CharacterVocabulary
-from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, best_hypothesis, prefix_beam_search, text_log_probs
+from pipecat_tiny_audio.rescoring import (
+    SCORING_CONTEXT,
+    FusedBeamSearch,
+    best_hypothesis,
+    prefix_beam_search,
+    text_log_probs,
+)
 
 
 def test_beam_search_finds_the_likeliest_text_where_the_best_path_says_nothing():
@@ -32,6 +38,20 @@ def test_beam_search_keeps_a_repeated_letter_only_across_a_blank():
     assert prefix_beam_search(log_probs, vocabulary, beam=4)[0][0] == "ll"
     merged = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]).clamp_min(1e-9).log()  # l, l
     assert prefix_beam_search(merged, vocabulary, beam=4)[0][0] == "l"
+
+
+def test_a_beam_fed_piece_by_piece_without_the_llm_is_the_plain_beam_search():
+    vocabulary = CharacterVocabulary(characters="ab ")
+    log_probs = torch.randn(30, len(vocabulary), generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    search = FusedBeamSearch(vocabulary, beam=4, lm_weight=0.0, word_bonus=0.0, every=12)
+
+    for start in range(0, 30, 12):
+        assert list(search.advance_steps(log_probs[start : start + 12], embed=None, tokenizer=None)) == []  # no pass
+    earlier = search.copy()
+    list(search.advance_steps(log_probs, embed=None, tokenizer=None))
+
+    assert earlier.hypotheses() == prefix_beam_search(log_probs, vocabulary, beam=4)
+    assert earlier.best() == earlier.hypotheses()[0][0]  # no LLM: the best candidate is CTC's best
 
 
 def test_the_language_model_score_can_overrule_the_acoustics():

@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from collections.abc import Callable
 
 import torch
 
-from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, best_hypothesis, prefix_beam_search, text_log_probs
+from pipecat_tiny_audio.decoding import run_steps
+from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, FusedBeamSearch, best_hypothesis, text_log_probs
 from trainer.checkpoint import load_model
 from trainer.data import load_source
 from trainer.feature_cache import FeatureCache
@@ -43,18 +43,22 @@ def n_best_lists(
     rows: slice,
     beam: int,
     context: str = SCORING_CONTEXT,
-    bonus: Callable[[], Callable] | None = None,
+    fusion: tuple[float, float] = (0.0, 0.0),
+    every: int = 12,
 ) -> list[dict]:
     """Per utterance: reference, greedy text, and the N best with CTC and LLM scores.
 
-    ``bonus`` makes each utterance's ``prefix_beam_search`` bonus (``llm_fusion.py``'s LLM in the beam).
+    ``fusion``: the LLM's weight and the word bonus in the beam, scored every ``every`` frames
+    (``llm_fusion.py``; none by default).
     """
     examples = cache.prepare(load_source(manifest)[rows], max_seconds=20.0)
     projector, out = model.projector, []
     for example in examples:
         log_probs = model.recogniser_log_probs(cache.load(example.key))
         greedy = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
-        hyps = prefix_beam_search(log_probs, projector.vocabulary, beam, bonus=bonus() if bonus else None)
+        search = FusedBeamSearch(projector.vocabulary, beam, *fusion, every)
+        run_steps(model.llm, search.advance_steps(log_probs, model.embed_tokens, model.tokenizer))
+        hyps = search.hypotheses()
         texts = [t for t, _ in hyps]
         llm = text_log_probs(model.llm, model.tokenizer, texts, context) if any(texts) else [0.0] * len(texts)
         out.append(

@@ -38,11 +38,14 @@ class TinyAudioConfig(PretrainedConfig):
         reading: how the LLM reads the audio. ``"generate"``: it writes the transcript from the
             projected audio tokens. ``"rescore"``: it picks the best of the projector's own CTC
             hypotheses (a ``chunk_transformer`` recogniser; :mod:`pipecat_tiny_audio.rescoring`),
-            partials being the CTC's greedy transcript; what a recogniser without a trained LLM
-            reading serves.
-        rescore_beam, rescore_lm_weight, rescore_word_bonus: the ``"rescore"`` beam size and
-            score weights (chosen on clips neither dev nor test; docs/ablations.md). The LLM scores
-            every hypothesis at the final: 16 gained ~1 point of WER over 8 at twice the cost.
+            partials being the beam's best; what a recogniser without a trained LLM reading serves.
+        rescore_beam, rescore_lm_weight, rescore_word_bonus: the ``"rescore"`` beam size and the
+            weights of the LLM's pick among its hypotheses at the final. The LLM scores every
+            hypothesis: 16 gained ~1 point of WER over 8 at twice the cost.
+        fusion_lm_weight, fusion_word_bonus: the weights of the LLM's score of each beam
+            candidate's finished words while the beam is pruned, once per chunk (``0, 0``: none).
+            All four weights were chosen together on clips neither dev nor test
+            (``docs/probes/llm_fusion.py``; docs/ablations.md).
     """
 
     model_type = "tiny_audio"
@@ -71,8 +74,10 @@ class TinyAudioConfig(PretrainedConfig):
         max_tokens_per_second: float = 8.0,
         reading: str = "generate",
         rescore_beam: int = 8,
-        rescore_lm_weight: float = 0.5,
+        rescore_lm_weight: float = 0.7,
         rescore_word_bonus: float = 0.0,
+        fusion_lm_weight: float = 0.3,
+        fusion_word_bonus: float = 1.0,
         **kwargs,
     ):
         self.encoder_source = encoder_source
@@ -99,6 +104,8 @@ class TinyAudioConfig(PretrainedConfig):
         self.rescore_beam = rescore_beam
         self.rescore_lm_weight = rescore_lm_weight
         self.rescore_word_bonus = rescore_word_bonus
+        self.fusion_lm_weight = fusion_lm_weight
+        self.fusion_word_bonus = fusion_word_bonus
         super().__init__(**kwargs)
 
     @classmethod

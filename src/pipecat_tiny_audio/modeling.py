@@ -23,11 +23,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, to_model_audio
 from pipecat_tiny_audio.configuration import TinyAudioConfig
-from pipecat_tiny_audio.decoding import Steps, greedy_decode, run_steps
+from pipecat_tiny_audio.decoding import greedy_decode, run_steps
 from pipecat_tiny_audio.features import FeatureMode, encode_audio
 from pipecat_tiny_audio.projectors import build_projector
 from pipecat_tiny_audio.prompt import IGNORE_INDEX, TranscriptionPrompt
-from pipecat_tiny_audio.rescoring import best_hypothesis, prefix_beam_search, text_log_prob_steps
+from pipecat_tiny_audio.recogniser_stream import RecogniserStream
 from pipecat_tiny_audio.sources import load_llm, load_whisper_encoder
 
 PROJECTOR_FILE = "model.safetensors"
@@ -223,35 +223,12 @@ class TinyAudioModel(PreTrainedModel):
         return projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
 
     @torch.no_grad()
-    def recogniser_transcript_steps(self, features: torch.Tensor, rescore: bool = True) -> Steps[str]:
-        """The projector's own CTC transcript of features (frames, d): LLM-rescored, or greedy when not
-        ``rescore``; as steps, so a scheduler can batch the rescoring passes with other sessions'."""
-        projector = self.projector
-        log_probs = self.recogniser_log_probs(features)
-        if rescore:
-            config = self.config
-            hypotheses = prefix_beam_search(log_probs, projector.vocabulary, config.rescore_beam)
-            texts = [text for text, _ in hypotheses]
-            lm_scores = [0.0] * len(texts)
-            if any(texts):
-                lm_scores = yield from text_log_prob_steps(self.embed_tokens, self.tokenizer, texts)
-            text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
-        else:
-            text = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
-        return text[:1].upper() + text[1:]  # the recogniser spells in lower case
-
-    @torch.no_grad()
-    def recogniser_transcript(self, features: torch.Tensor, rescore: bool = True) -> str:
-        """:meth:`recogniser_transcript_steps` run here and now."""
-        return run_steps(self.llm, self.recogniser_transcript_steps(features, rescore))
-
-    @torch.no_grad()
     def transcribe_features(self, features: torch.Tensor) -> str:
         """Greedy transcript of encoder features (frames, d), as the model's ``reading`` gives it."""
         if features.shape[0] == 0:
             return ""
         if self.config.reading == "rescore":
-            return self.recogniser_transcript(features)
+            return run_steps(self.llm, RecogniserStream(self).final_steps(features))
         batch = self.prepare_batch([features])
         embeds = self.merge_audio(batch["input_ids"], batch["audio_features"], batch["audio_lengths"])
         from transformers import DynamicCache

@@ -167,10 +167,15 @@ class ChunkAttentionLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, angles: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``context``: (B, C, dim) inputs of earlier positions that ``x`` attends to as well (keys and
+        values only); ``mask`` and ``angles`` then cover the C + P positions."""
         batch, length, dim = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        q, k = rotate_half_rope(q, angles), rotate_half_rope(k, angles)
+        seen = x if context is None else torch.cat([context, x], dim=1)
+        q, k, v = self.qkv(self.attn_norm(seen)).view(batch, seen.shape[1], 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = rotate_half_rope(q[:, :, -length:], angles[-length:]), rotate_half_rope(k, angles)
         attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
@@ -258,6 +263,25 @@ class ChunkTransformerProjector(AudioProjector):
             x = layer(x, mask, angles)
         # Padding reads as zeros, as the zero-padded last group of a lone utterance does.
         return self.norm(x) * valid.unsqueeze(-1)
+
+    def encode_block(
+        self, frames: torch.Tensor, past: list[torch.Tensor], start: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`encode` of one block, for a stream that computes each block once.
+
+        ``frames`` (1, ≤ block_frames, d) are the block's encoder frames, ``start`` its first position
+        and ``past`` each layer's inputs at the blocks before it that the layer attends to (``[]`` for
+        the first block). Returns the block's hidden states (1, n, hidden_dim), equal to the whole
+        sequence's, and the ``past`` of the next block.
+        """
+        x = self.input(stack_frames(frames, self.stride))
+        keep = self.left_blocks * (self.block_frames // self.stride)
+        angles = rope_angles(start + x.shape[1], self.head_dim, x.device)
+        following = []
+        for layer, context in zip(self.layers, past or [x[:, :0]] * len(self.layers), strict=True):
+            following.append(torch.cat([context, x], dim=1)[:, -keep:])
+            x = layer(x, None, angles[start - context.shape[1] :], context)
+        return self.norm(x), following
 
     def ctc_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, P, len(vocabulary)) CTC logits; index 0 is the blank."""

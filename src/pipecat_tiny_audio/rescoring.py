@@ -1,14 +1,16 @@
-"""The LLM choosing among the recogniser's hypotheses: CTC prefix beam search + LLM rescoring.
+"""The LLM choosing among the recogniser's hypotheses: CTC prefix beam search, LLM fusion and rescoring.
 
 A recogniser (a projector with its own CTC head) spells what it hears, often phonetically ("se a
 timer"). Its N best transcripts differ exactly where the audio is ambiguous, and the LLM, reading
-each one as text, knows which of them is English ("set a timer"). The pick maximises
-``ctc + lm_weight * llm + word_bonus * words``; the LLM cannot write anything the audio does not
+each one as text, knows which of them is English ("set a timer"). The LLM steers the beam while it
+is pruned (:class:`FusedBeamSearch`), then picks among its N best by ``ctc + lm_weight * llm +
+word_bonus * words`` (:func:`best_hypothesis`); it cannot write anything the audio does not
 support, which is how the trained LLM readings of issue 12 failed (they paraphrase).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,26 +30,24 @@ def _logaddexp(a: float, b: float) -> float:
     return a if b == -math.inf else a + math.log1p(math.exp(b - a))
 
 
-def prefix_beam_search(
-    log_probs: torch.Tensor,
-    vocabulary: CharacterVocabulary,
-    beam: int,
-    per_frame: int = 8,
-    bonus: Callable[[list[tuple[int, ...]]], list[float]] | None = None,
-) -> list[tuple[str, float]]:
-    """Up to ``beam`` (text, CTC log-probability) of one utterance's [frames, classes] log-posteriors, best first.
+class PrefixBeam:
+    """A CTC prefix beam search advanced a frame at a time, so it can follow audio as it arrives.
 
-    Label sequences (blank = 0) are the beam's prefixes; ``per_frame`` most likely classes of each
-    frame extend them; prefixes that spell the same text are merged at the end. ``bonus`` adds a
-    score of each candidate prefix (say, a language model's opinion of its finished words) when
-    the beam is pruned; the scores returned are CTC's alone.
+    Label sequences (blank = 0) are the beam's prefixes; the ``per_frame`` most likely classes of
+    each frame extend them, and the ``beam`` best survive. Prefixes that spell the same text are
+    merged only in :meth:`hypotheses`.
     """
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (blank, label)
-    for frame in log_probs.float():
-        top = frame.topk(min(per_frame, frame.numel()))
+
+    def __init__(self, vocabulary: CharacterVocabulary, beam: int, per_frame: int = 8):
+        self.vocabulary, self.beam, self.per_frame = vocabulary, beam, per_frame
+        self.prefixes: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # -> (blank, label)
+
+    def grow(self, frame: torch.Tensor) -> dict[tuple[int, ...], list[float]]:
+        """The candidates one more frame of log-posteriors (classes,) makes of the beam."""
+        top = frame.topk(min(self.per_frame, frame.numel()))
         candidates = list(zip(top.indices.tolist(), top.values.tolist(), strict=True))
         grown: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-math.inf, -math.inf])
-        for prefix, (blank, label) in beams.items():
+        for prefix, (blank, label) in self.prefixes.items():
             total = _logaddexp(blank, label)
             for c, p in candidates:
                 if c == 0:
@@ -59,14 +59,93 @@ def prefix_beam_search(
                 else:
                     longer = grown[(*prefix, c)]
                     longer[1] = _logaddexp(longer[1], total + p)
-        extra = dict(zip(grown, bonus(list(grown)), strict=True)) if bonus is not None else defaultdict(float)
-        best = sorted(grown.items(), key=lambda item: -_logaddexp(*item[1]) - extra[item[0]])[:beam]
-        beams = {prefix: (b, lab) for prefix, (b, lab) in best}
-    texts: dict[str, float] = {}
-    for prefix, (blank, label) in beams.items():
-        text = vocabulary.decode(prefix)
-        texts[text] = _logaddexp(texts.get(text, -math.inf), _logaddexp(blank, label))
-    return sorted(texts.items(), key=lambda item: -item[1])
+        return grown
+
+    def keep(self, grown: dict[tuple[int, ...], list[float]], bonus: list[float] | None = None) -> None:
+        """Keep the ``beam`` best candidates by CTC score plus ``bonus`` (one per candidate), best first."""
+        extra = dict(zip(grown, bonus, strict=True)) if bonus is not None else defaultdict(float)
+        best = sorted(grown.items(), key=lambda item: -_logaddexp(*item[1]) - extra[item[0]])[: self.beam]
+        self.prefixes = {prefix: (b, lab) for prefix, (b, lab) in best}
+
+    def hypotheses(self) -> list[tuple[str, float]]:
+        """(text, CTC log-probability) of the beam, best first."""
+        texts: dict[str, float] = {}
+        for prefix, (blank, label) in self.prefixes.items():
+            text = self.vocabulary.decode(prefix)
+            texts[text] = _logaddexp(texts.get(text, -math.inf), _logaddexp(blank, label))
+        return sorted(texts.items(), key=lambda item: -item[1])
+
+
+def prefix_beam_search(
+    log_probs: torch.Tensor, vocabulary: CharacterVocabulary, beam: int, per_frame: int = 8
+) -> list[tuple[str, float]]:
+    """Up to ``beam`` (text, CTC log-probability) of one utterance's [frames, classes] log-posteriors, best first."""
+    search = PrefixBeam(vocabulary, beam, per_frame)
+    for frame in log_probs.float():
+        search.keep(search.grow(frame))
+    return search.hypotheses()
+
+
+class FusedBeamSearch:
+    """A :class:`PrefixBeam` that the LLM steers while it prunes (shallow fusion).
+
+    A candidate ranks by ``ctc + lm_weight * llm(finished words) + word_bonus * words``: the LLM's
+    log-probability of its words up to the last space, as the beginning of a line. Rescoring only
+    picks among the N best the acoustics keep, and the recogniser's misspellings ("hul loww can you
+    har mey") often push the right words out before the LLM sees them; fused, it keeps them in.
+
+    The LLM scores the candidates' new word sequences once every ``every`` frames (a chunk of audio:
+    one tree pass, see :func:`text_log_prob_steps`); in between, a candidate's words count as far as
+    they were scored. With ``lm_weight = word_bonus = 0`` it is a plain beam search.
+    """
+
+    def __init__(self, vocabulary: CharacterVocabulary, beam: int, lm_weight: float, word_bonus: float, every: int):
+        self.beam = PrefixBeam(vocabulary, beam)
+        self.lm_weight, self.word_bonus, self.every = lm_weight, word_bonus, every
+        self.scores: dict[str, float] = {"": 0.0}  # the LLM's log-probability of each word sequence scored
+        self.frames = 0
+
+    def copy(self) -> FusedBeamSearch:
+        """An independent copy (a final that must not change the stream it finishes)."""
+        other = copy.copy(self)
+        other.beam = copy.copy(self.beam)
+        other.scores = dict(self.scores)
+        return other
+
+    def advance_steps(
+        self, log_probs: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor], tokenizer
+    ) -> Steps[None]:
+        """Take in more [frames, classes] log-posteriors; yields the LLM's scoring passes."""
+        fused = bool(self.lm_weight or self.word_bonus)
+        for frame in log_probs.float():
+            grown = self.beam.grow(frame)
+            self.frames += 1
+            if not fused:
+                self.beam.keep(grown)
+                continue
+            texts = [self._finished_words(prefix) for prefix in grown]
+            new = [t for t in dict.fromkeys(texts) if t not in self.scores]
+            if new and self.lm_weight and self.frames % self.every == 0:
+                scores = yield from text_log_prob_steps(embed, tokenizer, new, finished=False)
+                self.scores.update(zip(new, scores, strict=True))
+            self.beam.keep(grown, [self.lm_weight * self._known(t) + self.word_bonus * len(t.split()) for t in texts])
+
+    def best(self) -> str:
+        """The text of the beam's best candidate (what a partial shows)."""
+        return self.beam.vocabulary.decode(next(iter(self.beam.prefixes)))
+
+    def hypotheses(self) -> list[tuple[str, float]]:
+        """(text, CTC log-probability) of the beam, best first by CTC alone."""
+        return self.beam.hypotheses()
+
+    def _finished_words(self, prefix: tuple[int, ...]) -> str:
+        spelled = "".join(self.beam.vocabulary.symbols[i - 1] for i in prefix)
+        return " ".join(spelled[: spelled.rfind(" ")].split()) if " " in spelled.strip() else ""
+
+    def _known(self, text: str) -> float:
+        """The LLM's score of the longest scored beginning of ``text``."""
+        words = text.split()
+        return next(self.scores[t] for k in range(len(words), -1, -1) if (t := " ".join(words[:k])) in self.scores)
 
 
 def text_log_prob_steps(

@@ -34,6 +34,7 @@ from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, 
 from pipecat_tiny_audio.decoding import Interrupted, Steps, greedy_steps, run_steps, truncate_cache
 from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk_at
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
+from pipecat_tiny_audio.recogniser_stream import RecogniserStream
 
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
 CUT_SEARCH_FRACTION = 0.2  # look for the quietest point in the last 20 % of a too-long segment
@@ -186,7 +187,8 @@ class StreamingDecoder:
         return run_steps(self.model.llm, self.finalize_steps(), interrupt)
 
     def feed_steps(self, audio: np.ndarray) -> Steps[None]:
-        """:meth:`feed` as steps: a pause point after each chunk it encodes, LLM passes at a segment cut."""
+        """:meth:`feed` as steps: a pause point after each chunk it encodes, LLM passes for a recogniser's
+        beam (one per chunk) and at a segment cut."""
         audio = np.asarray(audio)
         if audio.ndim != 1:
             raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
@@ -246,6 +248,8 @@ class StreamingDecoder:
         self._tokens: list[int] = []  # last hypothesis: the next decode's draft
         self._words: list[str] = []
         self._decoded: int | None = None  # samples covered by the last decode
+        # A recogniser ("rescore" reading) follows the whole chunks as they are encoded.
+        self._recogniser = RecogniserStream(self.model) if self.model.config.reading == "rescore" else None
 
     def _append(self, samples: np.ndarray) -> Steps[None]:
         if samples.size == 0:
@@ -260,6 +264,8 @@ class StreamingDecoder:
             frames = encode_chunk_at(self.model.encoder, audio, self._encoded, self._mode)
             self._frames = torch.cat([self._frames, frames])
             self._encoded += step
+            if self._recogniser is not None:
+                yield from self._recogniser.feed_steps(frames)
             yield  # a chunk is one unit of work: a scheduler may run something more urgent now
 
     def _features(self, final: bool) -> torch.Tensor:
@@ -297,8 +303,13 @@ class StreamingDecoder:
         return self._tokens
 
     def _rescored(self, features: torch.Tensor, final: bool) -> Steps[list[int]]:
-        """No audio tokens: the recogniser spells, and the LLM only rescores the final."""
-        text = yield from self.model.recogniser_transcript_steps(features, rescore=final)
+        """No audio tokens: the recogniser spells, the LLM steers its beam and picks the final."""
+        if self._mode.chunk_samples is None:  # whole-utterance frames change with every sample: start over
+            text = yield from RecogniserStream(self.model).final_steps(features)
+        elif final:
+            text = yield from self._recogniser.final_steps(features[self._frames.shape[0] :])
+        else:
+            text = self._recogniser.partial()
         return self.model.tokenizer(text, add_special_tokens=False).input_ids
 
     def _generated(self, features: torch.Tensor) -> Steps[list[int]]:
@@ -344,6 +355,9 @@ class StreamingDecoder:
             if self._cached_groups > kept_groups:
                 truncate_cache(self._cache, self._prefix_len + kept_groups)
                 self._cached_groups = kept_groups
+            if self._recogniser is not None:
+                self._recogniser = RecogniserStream(self.model)
+                yield from self._recogniser.feed_steps(self._frames)
         self._audio.truncate(cut)
         self._peak = float(np.abs(audio[:cut]).max())
         self._decoded = None

@@ -1,0 +1,97 @@
+"""RecogniserStream: a recogniser's transcript of one segment, worked out block by block as audio arrives.
+
+A recogniser (``reading="rescore"``: a ``chunk_transformer`` projector with its own CTC head)
+attends block-causally, so the CTC posteriors of a block of encoder frames never change once the
+block is complete. The stream computes each block's posteriors once
+(:meth:`~pipecat_tiny_audio.projectors.ChunkTransformerProjector.encode_block`) and advances the
+LLM-fused beam search over them (:class:`~pipecat_tiny_audio.rescoring.FusedBeamSearch`: one LLM
+pass per block). A partial is the beam's best candidate, for free; the final takes in the frames
+that are not final yet (the unfinished chunk, chunks still waiting for their look-ahead) on a copy
+of the beam, and the LLM rescores its N best in one more pass.
+
+Offline transcription runs the same stream over all of an utterance's frames at once, so a
+streamed final equals the offline transcript exactly. Like the decoder, it yields its LLM passes
+as steps (see :mod:`~pipecat_tiny_audio.decoding`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from pipecat_tiny_audio.decoding import Steps
+from pipecat_tiny_audio.rescoring import FusedBeamSearch, best_hypothesis, text_log_prob_steps
+
+if TYPE_CHECKING:
+    from pipecat_tiny_audio.modeling import TinyAudioModel
+
+
+class RecogniserStream:
+    """The recogniser's side of one segment: feed encoder frames, read a partial, take the final.
+
+    Args:
+        model: a :class:`~pipecat_tiny_audio.modeling.TinyAudioModel` whose projector has a CTC head;
+            its config gives the beam size and the LLM's fusion and rescoring weights.
+    """
+
+    def __init__(self, model: TinyAudioModel):
+        self.model = model
+        projector, config = model.projector, model.config
+        self._block = projector.block_frames
+        self._pending = torch.zeros(0, config.encoder_dim)  # frames of the block not yet complete
+        self._past: list[torch.Tensor] = []  # each projector layer's inputs at the blocks it still attends to
+        self._positions = 0  # CTC positions of the complete blocks
+        self._search = FusedBeamSearch(
+            projector.vocabulary,
+            config.rescore_beam,
+            config.fusion_lm_weight,
+            config.fusion_word_bonus,
+            every=self._block // projector.stride,
+        )
+
+    def feed_steps(self, frames: torch.Tensor) -> Steps[None]:
+        """Take in encoder frames (frames, d) that will not change; each block they complete advances the beam."""
+        model = self.model
+        self._pending = torch.cat([self._pending, frames.to(self._pending)])
+        while self._pending.shape[0] >= self._block:
+            block, self._pending = self._pending[: self._block], self._pending[self._block :]
+            log_probs, self._past, self._positions = self._log_probs(block, self._past, self._positions)
+            yield from self._search.advance_steps(log_probs, model.embed_tokens, model.tokenizer)
+
+    def partial(self) -> str:
+        """The beam's best text for the complete blocks fed so far."""
+        return _capitalized(self._search.best())
+
+    def final_steps(self, tail: torch.Tensor) -> Steps[str]:
+        """Transcript of the frames fed plus ``tail`` (frames, d) that may still change; the stream
+        itself is left as it was, so more frames may follow."""
+        search, past, positions = self._search.copy(), self._past, self._positions
+        rest = torch.cat([self._pending, tail.to(self._pending)])
+        model = self.model
+        for start in range(0, rest.shape[0], self._block):
+            log_probs, past, positions = self._log_probs(rest[start : start + self._block], past, positions)
+            yield from search.advance_steps(log_probs, model.embed_tokens, model.tokenizer)
+        hypotheses = search.hypotheses()
+        texts = [text for text, _ in hypotheses]
+        lm_scores = [0.0] * len(texts)
+        if any(texts):
+            lm_scores = yield from text_log_prob_steps(model.embed_tokens, model.tokenizer, texts)
+        config = model.config
+        text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
+        return _capitalized(text)
+
+    @torch.no_grad()
+    def _log_probs(
+        self, frames: torch.Tensor, past: list[torch.Tensor], positions: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        """CPU float [positions, classes] CTC log-posteriors of one block, with the next block's ``past``."""
+        projector = self.model.projector
+        weights = next(projector.parameters())
+        hidden, past = projector.encode_block(frames[None].to(weights), past, positions)
+        log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
+        return log_probs, past, positions + hidden.shape[1]
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]  # the recogniser spells in lower case
