@@ -15,7 +15,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel
 from pipecat_tiny_audio.batch_scheduler import PARTIAL_PATIENCE, BatchScheduler, Priority
-from pipecat_tiny_audio.decoding import Forward, tree_visibility
+from pipecat_tiny_audio.decoding import Forward
 from pipecat_tiny_audio.ragged_forward import ragged_forward
 
 
@@ -71,22 +71,38 @@ def test_a_ragged_batch_gives_the_logits_and_caches_of_one_pass_at_a_time(served
 
 
 def test_a_tree_pass_batched_with_decodes_gives_its_logits_alone(served):
-    """The rescoring of a final (a token tree on a fresh cache) shares its forward with other sessions'."""
+    """A scoring pass (a token tree that sees only some of its cache: the texts scored before) shares its
+    forward with other sessions' decoding steps."""
     width = served.config.llm_dim
-    parents = [-1, 0, 1, 1, 0, 4]  # two branches off the first token, one of them forking again
-    visible = tree_visibility(parents)
-    tree = torch.randn(1, len(parents), width, generator=torch.Generator().manual_seed(3)) * 0.05
+    # Two branches off the cache's first five tokens (a text scored before), one of them forking again.
+    branches = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0],
+            [1, 1, 0, 1, 0, 0],
+            [1, 0, 0, 0, 1, 0],
+            [1, 0, 0, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    visible = torch.cat([torch.ones(6, 5, dtype=torch.bool), torch.zeros(6, 4, dtype=torch.bool), branches], dim=1)
+    tree = torch.randn(1, 6, width, generator=torch.Generator().manual_seed(3)) * 0.05
     step = torch.randn(1, 1, width, generator=torch.Generator().manual_seed(4)) * 0.05
-    cache = prefilled(served, 9, seed=5)
+    scored, cache = prefilled(served, 9, seed=6), prefilled(served, 9, seed=5)
     alone = [
-        Forward(tree, DynamicCache(), len(parents), visible).run(served.llm),
+        Forward(tree, copy.deepcopy(scored), 6, visible).run(served.llm),
         Forward(step, copy.deepcopy(cache), 1).run(served.llm),
     ]
-    together = ragged_forward(
-        served.llm, [Forward(tree, DynamicCache(), len(parents), visible), Forward(step, cache, 1)]
-    )
+    together = ragged_forward(served.llm, [Forward(tree, scored, 6, visible), Forward(step, cache, 1)])
     for a, b in zip(alone, together, strict=True):
         assert torch.equal(a, b)
+
+    # A one-token pass that sees only part of its cache (a new one-token word) batches too.
+    sees = torch.zeros(1, scored.get_seq_length() + 1, dtype=torch.bool)
+    sees[0, [0, 1, 2, 3, 4, -1]] = True
+    alone = Forward(step, copy.deepcopy(scored), 1, sees).run(served.llm)
+    assert torch.equal(ragged_forward(served.llm, [Forward(step, scored, 1, sees), Forward(step, cache, 1)])[0], alone)
 
 
 async def test_partials_are_batched_and_a_final_goes_first(served, speech):

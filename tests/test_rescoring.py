@@ -9,9 +9,11 @@ import torch
 
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import CharacterVocabulary
+from pipecat_tiny_audio.decoding import run_steps
 from pipecat_tiny_audio.rescoring import (
     SCORING_CONTEXT,
     FusedBeamSearch,
+    TextScorer,
     best_hypothesis,
     prefix_beam_search,
     text_log_probs,
@@ -46,9 +48,9 @@ def test_a_beam_fed_piece_by_piece_without_the_llm_is_the_plain_beam_search():
     search = FusedBeamSearch(vocabulary, beam=4, lm_weight=0.0, word_bonus=0.0, every=12)
 
     for start in range(0, 30, 12):
-        assert list(search.advance_steps(log_probs[start : start + 12], embed=None, tokenizer=None)) == []  # no pass
+        assert list(search.advance_steps(log_probs[start : start + 12])) == []  # no LLM pass
     earlier = search.copy()
-    list(search.advance_steps(log_probs, embed=None, tokenizer=None))
+    list(search.advance_steps(log_probs))
 
     assert earlier.hypotheses() == prefix_beam_search(log_probs, vocabulary, beam=4)
     assert earlier.best() == earlier.hypotheses()[0][0]  # no LLM: the best candidate is CTC's best
@@ -83,6 +85,25 @@ def test_the_n_best_scored_as_one_token_tree_score_as_each_line_alone(base_model
             log_probs = llm(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
         alone = log_probs[len(context) - 1 :].gather(-1, ids[0, len(context) :, None]).sum().item()
         assert score == pytest.approx(alone, abs=1e-3)
+
+
+def test_a_scorer_growing_its_tree_word_by_word_scores_as_a_fresh_one(base_model):
+    """A beam's texts grow by a word a chunk: each call computes only the new words' tokens."""
+    llm, tokenizer = base_model.llm, base_model.tokenizer
+    scorer = TextScorer(base_model.embed_tokens, tokenizer)
+    calls = [
+        (["set a", "set the", "sit a"], False),
+        (["set a timer", "set the timer", "set a time"], False),  # "sit a" was dropped from the beam
+        (["set a timer for ten minutes", "set a time for ten minutes"], True),  # the final's lines
+    ]
+    for texts, finished in calls:
+        before = scorer.cache.get_seq_length()
+        scores = run_steps(llm, scorer.score_steps(texts, finished))
+        scorer.keep_ends(texts[:2])
+
+        fresh = TextScorer(base_model.embed_tokens, tokenizer)
+        assert scores == pytest.approx(run_steps(llm, fresh.score_steps(texts, finished)), abs=1e-3)
+        assert scorer.cache.get_seq_length() - before < fresh.cache.get_seq_length() or before == 0
 
 
 def test_rescoring_needs_a_recogniser(tiny_config):

@@ -25,7 +25,7 @@ import time
 import torch
 
 from pipecat_tiny_audio.decoding import run_steps
-from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, FusedBeamSearch, best_hypothesis, text_log_probs
+from pipecat_tiny_audio.rescoring import SCORING_CONTEXT, FusedBeamSearch, TextScorer, best_hypothesis, text_log_probs
 from trainer.checkpoint import load_model
 from trainer.data import load_source
 from trainer.feature_cache import FeatureCache
@@ -56,11 +56,12 @@ def n_best_lists(
     for example in examples:
         log_probs = model.recogniser_log_probs(cache.load(example.key))
         greedy = projector.vocabulary.best_path(log_probs.argmax(-1).tolist())
-        search = FusedBeamSearch(projector.vocabulary, beam, *fusion, every)
-        run_steps(model.llm, search.advance_steps(log_probs, model.embed_tokens, model.tokenizer))
+        scorer = TextScorer(model.embed_tokens, model.tokenizer, context)
+        search = FusedBeamSearch(projector.vocabulary, beam, *fusion, every, scorer)
+        run_steps(model.llm, search.advance_steps(log_probs))
         hyps = search.hypotheses()
         texts = [t for t, _ in hyps]
-        llm = text_log_probs(model.llm, model.tokenizer, texts, context) if any(texts) else [0.0] * len(texts)
+        llm = run_steps(model.llm, scorer.score_steps(texts)) if any(texts) else [0.0] * len(texts)  # as served
         out.append(
             {"ref": example.text, "greedy": greedy, "hyps": [(t, c, g) for (t, c), g in zip(hyps, llm, strict=True)]}
         )

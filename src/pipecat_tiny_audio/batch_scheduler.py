@@ -5,8 +5,9 @@ Every call into a shared model (encoding a session's new audio, a partial, a fin
 LLM pass and then yields it. The scheduler's thread advances one job at a time, most urgent first,
 and when the most urgent jobs all wait for LLM passes it runs those passes as one ragged batch
 (:func:`~pipecat_tiny_audio.ragged_forward.ragged_forward`), so N sessions' decoding steps read
-the LLM's weights once instead of N times. A recogniser's final is one such pass too: the token
-tree of its N best hypotheses, which the LLM rescores (:mod:`~pipecat_tiny_audio.rescoring`).
+the LLM's weights once instead of N times. A recogniser's LLM passes are such passes too: each
+chunk's scoring of its beam's new words, and the final's of its N best hypotheses, both token trees
+(:mod:`~pipecat_tiny_audio.rescoring`).
 
 Urgency, in this order:
 

@@ -28,9 +28,10 @@ class Forward:
     """One LLM pass a decode needs: ``inputs_embeds`` (1, n, d) appended to ``cache`` in place.
 
     Its answer is the logits (``logits_to_keep``, vocab) of the last ``logits_to_keep`` positions.
-    ``visible`` (n, n) bool says which new tokens each new token attends to besides the cache
-    (``None``: the ones before it), and each token's position is the cache's length plus the
-    number of new tokens it sees before itself, so one pass can hold a tree of token sequences.
+    ``visible`` (bool) says which tokens each new token attends to: ``None``, the whole cache and the
+    new tokens before it; (n, n), the whole cache and those new tokens; (n, past + n), those cached
+    and new tokens. Each token's position is the number of tokens it sees before itself, so one pass
+    can hold a tree of token sequences, and a cache can hold a tree of earlier passes.
     """
 
     inputs_embeds: torch.Tensor
@@ -40,10 +41,9 @@ class Forward:
 
     def positions(self) -> torch.Tensor:
         """Each new token's position."""
-        past = self.cache.get_seq_length()
         if self.visible is None:
-            return torch.arange(self.inputs_embeds.shape[1]) + past
-        return self.visible.sum(-1) - 1 + past
+            return torch.arange(self.inputs_embeds.shape[1]) + self.cache.get_seq_length()
+        return self.attention_mask().sum(-1) - 1
 
     def attention_mask(self) -> torch.Tensor | None:
         """(n, past + n) bool: which cached and new tokens each new token attends to, as the model's
@@ -51,6 +51,8 @@ class Forward:
         n, past = self.inputs_embeds.shape[1], self.cache.get_seq_length()
         if self.visible is None:
             return None if n == 1 else torch.ones(n, past + n, dtype=torch.bool).tril(past)
+        if self.visible.shape[1] == past + n:
+            return self.visible
         return torch.cat([torch.ones(n, past, dtype=torch.bool), self.visible], dim=1)
 
     def run(self, llm: Callable[..., Any]) -> torch.Tensor:
@@ -70,18 +72,6 @@ class Forward:
             **extra,
         )
         return out.logits[0]
-
-
-def tree_visibility(parents: Sequence[int]) -> torch.Tensor:
-    """:attr:`Forward.visible` for a token tree: each token sees itself and its ancestors.
-
-    ``parents[i]`` is the index of token ``i``'s parent (``-1`` for a root), always below ``i``.
-    """
-    visible = torch.eye(len(parents), dtype=torch.bool)
-    for node, parent in enumerate(parents):
-        if parent >= 0:
-            visible[node] |= visible[parent]
-    return visible
 
 
 # Yields a Forward (an LLM pass, answered with its logits) or None (a point where other work may go

@@ -61,7 +61,7 @@ def ragged_forward(llm: Any, passes: Sequence[Forward]) -> list[torch.Tensor]:
     hidden = torch.cat([p.inputs_embeds for p in passes], dim=1)
     positions = torch.cat([p.positions() for p in passes])
     masks = [p.attention_mask() for p in passes]  # before the caches grow
-    masks = [None if mask is None else mask.to(hidden.device) for mask in masks]
+    masks = [None if mask is None else mask[None, None].to(hidden.device) for mask in masks]  # (1, 1, n, past + n)
     cos, sin = body.rotary_emb(hidden, position_ids=positions[None].to(hidden.device))
     for index, layer in enumerate(body.layers):
         attention = layer.self_attn

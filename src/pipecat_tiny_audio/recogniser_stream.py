@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pipecat_tiny_audio.decoding import Steps
-from pipecat_tiny_audio.rescoring import FusedBeamSearch, best_hypothesis, text_log_prob_steps
+from pipecat_tiny_audio.decoding import Steps, truncate_cache
+from pipecat_tiny_audio.rescoring import FusedBeamSearch, TextScorer, best_hypothesis
 
 if TYPE_CHECKING:
     from pipecat_tiny_audio.modeling import TinyAudioModel
@@ -48,16 +48,16 @@ class RecogniserStream:
             config.fusion_lm_weight,
             config.fusion_word_bonus,
             every=self._block // projector.stride,
+            scorer=TextScorer(model.embed_tokens, model.tokenizer),
         )
 
     def feed_steps(self, frames: torch.Tensor) -> Steps[None]:
         """Take in encoder frames (frames, d) that will not change; each block they complete advances the beam."""
-        model = self.model
         self._pending = torch.cat([self._pending, frames.to(self._pending)])
         while self._pending.shape[0] >= self._block:
             block, self._pending = self._pending[: self._block], self._pending[self._block :]
             log_probs, self._past, self._positions = self._log_probs(block, self._past, self._positions)
-            yield from self._search.advance_steps(log_probs, model.embed_tokens, model.tokenizer)
+            yield from self._search.advance_steps(log_probs)
 
     def partial(self) -> str:
         """The beam's best text for the complete blocks fed so far."""
@@ -67,17 +67,20 @@ class RecogniserStream:
         """Transcript of the frames fed plus ``tail`` (frames, d) that may still change; the stream
         itself is left as it was, so more frames may follow."""
         search, past, positions = self._search.copy(), self._past, self._positions
-        rest = torch.cat([self._pending, tail.to(self._pending)])
-        model = self.model
-        for start in range(0, rest.shape[0], self._block):
-            log_probs, past, positions = self._log_probs(rest[start : start + self._block], past, positions)
-            yield from search.advance_steps(log_probs, model.embed_tokens, model.tokenizer)
-        hypotheses = search.hypotheses()
-        texts = [text for text, _ in hypotheses]
-        lm_scores = [0.0] * len(texts)
-        if any(texts):
-            lm_scores = yield from text_log_prob_steps(model.embed_tokens, model.tokenizer, texts)
-        config = model.config
+        scored = search.scorer.cache.get_seq_length()
+        try:
+            rest = torch.cat([self._pending, tail.to(self._pending)])
+            for start in range(0, rest.shape[0], self._block):
+                log_probs, past, positions = self._log_probs(rest[start : start + self._block], past, positions)
+                yield from search.advance_steps(log_probs)
+            hypotheses = search.hypotheses()
+            texts = [text for text, _ in hypotheses]
+            lm_scores = [0.0] * len(texts)
+            if any(texts):
+                lm_scores = yield from search.scorer.score_steps(texts)
+        finally:
+            truncate_cache(search.scorer.cache, scored)  # the final's tokens are not the stream's
+        config = self.model.config
         text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
         return _capitalized(text)
 

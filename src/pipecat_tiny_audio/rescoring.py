@@ -19,7 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from pipecat_tiny_audio.characters import CharacterVocabulary
-from pipecat_tiny_audio.decoding import Forward, Steps, run_steps, tree_visibility
+from pipecat_tiny_audio.decoding import Forward, Steps, run_steps
 
 SCORING_CONTEXT = "Someone said:\n"
 
@@ -86,6 +86,89 @@ def prefix_beam_search(
     return search.hypotheses()
 
 
+class TextScorer:
+    """The LLM's log-probabilities of texts as the line after a context, all calls growing one token tree.
+
+    Texts are scored as a tree of tokens (tree attention): each prefix they share is one token of the
+    pass, attending only to its ancestors, so the N best ("set a timer" / "set a time her") cost little
+    more than one of them. The tree and its keys and values stay in :attr:`cache` between calls: a
+    beam's texts grow by a word a chunk, so a later call computes only the new words' tokens, attached
+    to the end of a text scored before, whose next-token log-probabilities are kept (the texts of
+    :meth:`keep_ends`; any other text's tokens are computed again from the nearest kept end). One
+    pass per call, which a scheduler can batch with other sessions' passes.
+    """
+
+    def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor], tokenizer, context: str = SCORING_CONTEXT):
+        self.embed, self.tokenizer = embed, tokenizer
+        self.context = tuple(tokenizer(context, add_special_tokens=False).input_ids)
+        self.cache = DynamicCache()
+        self._nodes: dict[tuple[int, ...], int] = {}  # a token path (context first) -> its last token's cache index
+        self._lineage: list[list[int]] = []  # per cached token: the cache indices of its ancestors and itself
+        self._total: list[float] = []  # per cached token: the log-probability of its path after the context
+        self._next: dict[int, torch.Tensor] = {}  # cache index -> log-probabilities of the token after it
+
+    def fork(self) -> TextScorer:
+        """A scorer that starts from this one's tree; its passes append to the same :attr:`cache`, so
+        whoever forks truncates the cache back when done with the fork."""
+        other = copy.copy(self)
+        other._nodes, other._lineage, other._total = dict(self._nodes), list(self._lineage), list(self._total)
+        other._next = dict(self._next)
+        return other
+
+    def score_steps(self, texts: list[str], finished: bool = True) -> Steps[list[float]]:
+        """Each text's log-probability as the line after the context (its newline included when
+        ``finished``, else as the beginning of that line); at most one pass, for the tokens not in the tree."""
+        paths = [self._path(text, finished) for text in texts]
+        past = self.cache.get_seq_length()
+        new: dict[tuple[int, ...], int] = {}  # a path prefix -> its token's index in this pass
+        parents: list[int] = []  # per token of the pass: its parent's cache index after the pass (-1: none)
+        for path in paths:
+            if path in self._nodes:
+                continue
+            start = next(
+                (k for k in range(len(path) - 1, 0, -1) if path[:k] in new or self._nodes.get(path[:k]) in self._next),
+                0,
+            )
+            for end in range(start + 1, len(path) + 1):
+                if path[:end] not in new:
+                    parent = path[: end - 1]
+                    parents.append(past + new[parent] if parent in new else self._nodes.get(parent, -1))
+                    new[path[:end]] = len(parents) - 1
+        if new:
+            visible = torch.zeros(len(new), past + len(new), dtype=torch.bool)
+            lineage = []
+            for i, parent in enumerate(parents):
+                above = [] if parent < 0 else self._lineage[parent] if parent < past else lineage[parent - past]
+                lineage.append([*above, past + i])
+                visible[i, lineage[-1]] = True
+            tokens = torch.tensor([[prefix[-1] for prefix in new]])
+            logits = yield Forward(self.embed(tokens), self.cache, len(new), visible)
+            log_probs = logits.float().log_softmax(-1)  # the row of a token predicts the token after it
+            for (prefix, i), parent, line in zip(new.items(), parents, lineage, strict=True):
+                if len(prefix) <= len(self.context):
+                    total = 0.0
+                else:
+                    after = log_probs[parent - past] if parent >= past else self._next[parent]
+                    total = self._total[parent] + after[prefix[-1]].item()
+                self._nodes[prefix] = past + i
+                self._lineage.append(line)
+                self._total.append(total)
+            for path in [*paths, self.context]:
+                if path in new:
+                    self._next[past + new[path]] = log_probs[new[path]]
+        return [self._total[self._nodes[path]] for path in paths]
+
+    def keep_ends(self, texts: list[str]) -> None:
+        """Keep the next-token log-probabilities of these unfinished texts' ends only (and the context's)."""
+        keep = {self._nodes.get(self._path(text, finished=False)) for text in texts}
+        keep.add(self._nodes.get(self.context))
+        self._next = {index: row for index, row in self._next.items() if index in keep}
+
+    def _path(self, text: str, finished: bool) -> tuple[int, ...]:
+        line = text[:1].upper() + text[1:] + ("\n" if finished else "")  # a line's beginning has no newline yet
+        return self.context + tuple(self.tokenizer(line, add_special_tokens=False).input_ids)
+
+
 class FusedBeamSearch:
     """A :class:`PrefixBeam` that the LLM steers while it prunes (shallow fusion).
 
@@ -94,27 +177,38 @@ class FusedBeamSearch:
     picks among the N best the acoustics keep, and the recogniser's misspellings ("hul loww can you
     har mey") often push the right words out before the LLM sees them; fused, it keeps them in.
 
-    The LLM scores the candidates' new word sequences once every ``every`` frames (a chunk of audio:
-    one tree pass, see :func:`text_log_prob_steps`); in between, a candidate's words count as far as
-    they were scored. With ``lm_weight = word_bonus = 0`` it is a plain beam search.
+    The LLM (``scorer``) scores the candidates' new word sequences once every ``every`` frames (a
+    chunk of audio: one pass); in between, a candidate's words count as far as they were scored.
+    With ``lm_weight = word_bonus = 0`` it is a plain beam search and needs no scorer.
     """
 
-    def __init__(self, vocabulary: CharacterVocabulary, beam: int, lm_weight: float, word_bonus: float, every: int):
+    def __init__(
+        self,
+        vocabulary: CharacterVocabulary,
+        beam: int,
+        lm_weight: float,
+        word_bonus: float,
+        every: int,
+        scorer: TextScorer | None = None,
+    ):
+        if lm_weight and scorer is None:
+            raise ValueError("an LLM weight needs a scorer")
         self.beam = PrefixBeam(vocabulary, beam)
         self.lm_weight, self.word_bonus, self.every = lm_weight, word_bonus, every
+        self.scorer = scorer
         self.scores: dict[str, float] = {"": 0.0}  # the LLM's log-probability of each word sequence scored
         self.frames = 0
 
     def copy(self) -> FusedBeamSearch:
-        """An independent copy (a final that must not change the stream it finishes)."""
+        """An independent copy (a final that must not change the stream it finishes); its scorer is a
+        :meth:`TextScorer.fork`."""
         other = copy.copy(self)
         other.beam = copy.copy(self.beam)
         other.scores = dict(self.scores)
+        other.scorer = self.scorer.fork() if self.scorer is not None else None
         return other
 
-    def advance_steps(
-        self, log_probs: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor], tokenizer
-    ) -> Steps[None]:
+    def advance_steps(self, log_probs: torch.Tensor) -> Steps[None]:
         """Take in more [frames, classes] log-posteriors; yields the LLM's scoring passes."""
         fused = bool(self.lm_weight or self.word_bonus)
         for frame in log_probs.float():
@@ -124,10 +218,13 @@ class FusedBeamSearch:
                 self.beam.keep(grown)
                 continue
             texts = [self._finished_words(prefix) for prefix in grown]
-            new = [t for t in dict.fromkeys(texts) if t not in self.scores]
-            if new and self.lm_weight and self.frames % self.every == 0:
-                scores = yield from text_log_prob_steps(embed, tokenizer, new, finished=False)
-                self.scores.update(zip(new, scores, strict=True))
+            if self.lm_weight and self.frames % self.every == 0:
+                distinct = list(dict.fromkeys(texts))
+                new = [t for t in distinct if t not in self.scores]
+                if new:
+                    scores = yield from self.scorer.score_steps(new, finished=False)
+                    self.scores.update(zip(new, scores, strict=True))
+                self.scorer.keep_ends(distinct)
             self.beam.keep(grown, [self.lm_weight * self._known(t) + self.word_bonus * len(t.split()) for t in texts])
 
     def best(self) -> str:
@@ -148,48 +245,17 @@ class FusedBeamSearch:
         return next(self.scores[t] for k in range(len(words), -1, -1) if (t := " ".join(words[:k])) in self.scores)
 
 
-def text_log_prob_steps(
-    embed: Callable[[torch.Tensor], torch.Tensor],
-    tokenizer,
-    texts: list[str],
-    context: str = SCORING_CONTEXT,
-    finished: bool = True,
-) -> Steps[list[float]]:
-    """:func:`text_log_probs` as steps: one LLM pass over the texts' token trie.
-
-    The N best share most of their tokens ("set a timer" / "set a time her"), so each prefix they
-    share is one token of the pass, attending only to its own ancestors (tree attention). On the
-    committed recogniser's 8 best of the dev clips that is 45 % of the lines' tokens, in a single
-    pass that a scheduler can batch with other sessions' passes (``docs/probes/llm_rescoring.py``).
-    """
-    context = tokenizer(context, add_special_tokens=False).input_ids
-    newline = "\n" if finished else ""  # a line's beginning has no newline yet
-    lines = [t[:1].upper() + t[1:] + newline for t in texts]
-    rows = [tuple(context + tokenizer(line, add_special_tokens=False).input_ids) for line in lines]
-    nodes: dict[tuple[int, ...], int] = {}  # a prefix of some row -> its last token's index in the pass
-    parents: list[int] = []
-    for row in rows:
-        for end in range(1, len(row) + 1):
-            if row[:end] not in nodes:
-                nodes[row[:end]] = len(parents)
-                parents.append(nodes[row[: end - 1]] if end > 1 else -1)
-    tokens = torch.tensor([[prefix[-1] for prefix in nodes]])
-    logits = yield Forward(embed(tokens), DynamicCache(), len(parents), tree_visibility(parents))
-    log_probs = logits.float().log_softmax(-1)  # the row of a prefix predicts the token after it
-    return [sum(log_probs[nodes[row[:end]], row[end]].item() for end in range(len(context), len(row))) for row in rows]
-
-
 def text_log_probs(
     llm, tokenizer, texts: list[str], context: str = SCORING_CONTEXT, finished: bool = True
 ) -> list[float]:
     """Each text's log-probability under the LLM as the line after ``context`` (its newline included
-    when ``finished``, else as the beginning of that line)."""
+    when ``finished``, else as the beginning of that line): one tree pass (:class:`TextScorer`)."""
     table = llm.get_input_embeddings()
 
     def embed(ids: torch.Tensor) -> torch.Tensor:
         return table(ids.to(table.weight.device))
 
-    return run_steps(llm, text_log_prob_steps(embed, tokenizer, texts, context, finished))
+    return run_steps(llm, TextScorer(embed, tokenizer, context).score_steps(texts, finished))
 
 
 def best_hypothesis(
