@@ -15,7 +15,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel
 from pipecat_tiny_audio.batch_scheduler import PARTIAL_PATIENCE, BatchScheduler, Priority
-from pipecat_tiny_audio.decoding import Forward
+from pipecat_tiny_audio.decoding import Compute, Forward
 from pipecat_tiny_audio.ragged_forward import ragged_forward
 
 
@@ -133,6 +133,31 @@ async def test_partials_are_batched_and_a_final_goes_first(served, speech):
     assert [h.text for h in hypotheses] == [t.partial().text for t in twins[:3]]
     assert all(h.text for h in hypotheses), "empty partials would make the comparison vacuous"
     assert scheduler.stats.passes > scheduler.stats.batches, "the three partials' passes were never batched"
+
+
+async def test_audio_is_encoded_on_the_encoder_lane_while_the_llm_runs_another_sessions_pass(served, speech):
+    scheduler = BatchScheduler(served, num_threads=1)
+    decoder = fed(served, speech[0])
+    passed = threading.Event()
+
+    def encode_after_the_pass():  # a compute that can only end once the other job's LLM pass has run
+        assert passed.wait(10), "the LLM pass never ran while this compute waited"
+        return "encoded"
+
+    def encoding():
+        return (yield Compute(encode_after_the_pass))
+
+    def partial_then_signal():
+        hypothesis = yield from decoder.partial_steps()
+        passed.set()
+        return hypothesis
+
+    encoded, hypothesis = await asyncio.gather(
+        scheduler.run(encoding(), Priority.AUDIO), scheduler.run(partial_then_signal(), Priority.AUDIO)
+    )
+
+    assert encoded == "encoded" and hypothesis.text
+    assert scheduler.stats.lane_computes == 1
 
 
 async def test_a_partial_kept_waiting_too_long_is_skipped(served, speech):

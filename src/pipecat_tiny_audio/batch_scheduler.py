@@ -29,12 +29,16 @@ A batch of passes is capped at :data:`BATCH_TOKENS` new tokens (but always takes
 pass): past that a pass is compute-bound, so a bigger batch saves little time and would only
 keep a final that arrives meanwhile waiting longer.
 
-Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
+Work that is not an LLM pass (encoding a chunk of audio) arrives as a
+:class:`~pipecat_tiny_audio.decoding.Compute`. It runs on a second thread, the *encoder lane*, while
+the scheduler's thread runs LLM passes, so both cores work; a session's steps still run in order,
+since its job waits for its compute. When the LLM has nothing to do, the scheduler's thread encodes
+too. Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
 ``python -m benchmarks.batching``, eight 1.96 s windows took 392 ms one at a time and 330 ms as
 one batch, but the batch changes the encoder's output (by up to 3e-4: other matmul blocking),
 which would make a transcript depend on how many other people are talking.
 
-The scheduler knows nothing of Pipecat; the thread starts with the first job and ends after
+The scheduler knows nothing of Pipecat; its threads start with the first job and end after
 :data:`IDLE_SECONDS` without work.
 """
 
@@ -53,7 +57,7 @@ from typing import Any, TypeVar
 import torch
 from loguru import logger
 
-from pipecat_tiny_audio.decoding import Forward, Interrupted, Steps
+from pipecat_tiny_audio.decoding import Compute, Forward, Interrupted, Steps
 from pipecat_tiny_audio.ragged_forward import ragged_forward
 
 T = TypeVar("T")
@@ -71,6 +75,8 @@ class SchedulerStats:
 
     batches: int = 0  # batches of LLM passes (one forward each, for a Llama-family LLM)
     passes: int = 0  # LLM passes of decodes
+    lane_computes: int = 0  # computes (chunk encodings) run on the encoder lane
+    computes: int = 0  # all computes
 
 
 class Priority(IntEnum):
@@ -89,13 +95,20 @@ class _Job:
     interrupt: threading.Event | None
     deliver: Callable[[Any, BaseException | None], None]
     forward: Forward | None = None  # the LLM pass it waits for
-    reply: Any = field(default=None)  # what to send into its steps next: logits, None or Interrupted()
+    compute: Compute | None = None  # the other work it waits for
+    computing: bool = False  # its compute runs now
+    reply: Any = field(default=None)  # what to send into its steps next: logits, a result, None or an exception
     finished: bool = False
     moved_at: float = field(default_factory=time.perf_counter)  # when it was submitted or last ran
 
     @property
     def urgency(self) -> tuple[int, int]:
         return self.priority, self.order
+
+    @property
+    def ready(self) -> bool:
+        """It can be advanced now: it waits for neither an LLM pass nor a compute."""
+        return self.forward is None and self.compute is None
 
     @property
     def given_up(self) -> bool:
@@ -125,6 +138,7 @@ class BatchScheduler:
         self._jobs: list[_Job] = []
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._lane: threading.Thread | None = None
         self._order = itertools.count()
         self.stats = SchedulerStats()
 
@@ -154,7 +168,10 @@ class BatchScheduler:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="tiny-audio-scheduler", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if self._lane is None:
+                self._lane = threading.Thread(target=self._serve_lane, name="tiny-audio-encoder-lane", daemon=True)
+                self._lane.start()
+            self._changed.notify_all()
         return await future
 
     async def call(self, fn: Callable[..., T], *args: Any, priority: Priority = Priority.AUDIO) -> T:
@@ -173,31 +190,83 @@ class BatchScheduler:
                         self._changed.wait(IDLE_SECONDS)
                     if not self._jobs:
                         self._thread = None
+                        self._changed.notify_all()  # the lane ends too
                         return
                     jobs = list(self._jobs)
                 try:
-                    self._step(jobs)
+                    moved = self._step(jobs)
                 except Exception as error:  # a fault of the scheduler's own: fail its jobs, never leave them waiting
                     logger.exception(f"Tiny Audio scheduler failed: {error}")
                     for job in jobs:
-                        if not job.finished:
+                        if not job.finished and not job.computing:
                             job.steps.close()
                             self._finish(job, None, error)
+                    moved = True
+                if not moved:  # every job waits for the lane
+                    with self._changed:
+                        if all(job.computing for job in self._jobs):
+                            self._changed.wait(IDLE_SECONDS)
 
-    def _step(self, jobs: list[_Job]) -> None:
-        """One unit of work: advance the most urgent job that can move, or run the most urgent passes."""
+    def _serve_lane(self) -> None:
+        """The encoder lane: runs the most urgent waiting compute while the scheduler's thread runs LLM passes."""
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        with torch.no_grad():
+            while True:
+                with self._changed:
+                    job = self._take_compute()
+                    while job is None:
+                        if self._thread is None:
+                            self._lane = None
+                            return
+                        self._changed.wait(IDLE_SECONDS)
+                        job = self._take_compute()
+                self._compute(job, lane=True)
+
+    def _take_compute(self, above: Priority | None = None) -> _Job | None:
+        """Claim the most urgent job whose compute waits (more urgent than ``above``, if given); hold the lock."""
+        waiting = [j for j in self._jobs if j.compute is not None and not j.computing]
+        job = min(waiting, key=lambda j: j.urgency, default=None)
+        if job is None or (above is not None and job.priority >= above):
+            return None
+        job.computing = True
+        return job
+
+    def _compute(self, job: _Job, lane: bool) -> None:
+        """Run ``job``'s compute (on whichever thread claimed it) and make the job ready again."""
+        try:
+            reply = job.compute.fn()
+        except Exception as error:  # thrown into its steps, which may handle it
+            reply = error
+        with self._changed:
+            job.reply, job.compute, job.computing, job.moved_at = reply, None, False, time.perf_counter()
+            self.stats.computes += 1
+            self.stats.lane_computes += lane
+            self._changed.notify_all()
+
+    def _step(self, jobs: list[_Job]) -> bool:
+        """One unit of work: advance the most urgent job that can move, run the most urgent passes, or
+        compute here what is more urgent than both; ``False`` if every job waits for the lane."""
         for job in jobs:
-            if job.given_up:  # ending it costs next to nothing: no need to wait for its turn
-                job.forward, job.reply = None, Interrupted()
-                self._advance(job)
-        jobs = [j for j in jobs if not j.finished]
-        if not jobs:
-            return
-        ready = min((j for j in jobs if j.forward is None), key=lambda j: j.urgency, default=None)
+            with self._changed:
+                if not job.given_up or job.computing:  # a running compute is not cut short
+                    continue
+                job.forward, job.compute, job.reply = None, None, Interrupted()
+            self._advance(job)  # ending it costs next to nothing: no need to wait for its turn
+        jobs = [j for j in jobs if not j.finished and not j.computing]
+        ready = min((j for j in jobs if j.ready), key=lambda j: j.urgency, default=None)
         waiting = sorted((j for j in jobs if j.forward is not None), key=lambda j: j.urgency)
+        others = min([j.priority for j in [ready, *waiting[:1]] if j is not None], default=None)
+        with self._changed:
+            job = self._take_compute(above=others)
+        if job is not None:
+            self._compute(job, lane=False)
+            return True
         if ready is not None and (not waiting or ready.priority <= waiting[0].priority):
             self._advance(ready)
-            return
+            return True
+        if not waiting:
+            return False
         batch, tokens = [], 0
         for job in waiting:
             size = job.forward.inputs_embeds.shape[1]
@@ -206,11 +275,17 @@ class BatchScheduler:
             batch.append(job)
             tokens += size
         self._forward(batch)
+        return True
 
     def _advance(self, job: _Job) -> None:
         reply, job.reply = job.reply, None
         try:
-            job.forward = job.steps.throw(reply) if isinstance(reply, Interrupted) else job.steps.send(reply)
+            request = job.steps.throw(reply) if isinstance(reply, BaseException) else job.steps.send(reply)
+            with self._changed:
+                job.forward = request if isinstance(request, Forward) else None
+                job.compute = request if isinstance(request, Compute) else None
+                if job.compute is not None:
+                    self._changed.notify_all()  # for the lane
         except StopIteration as done:
             self._finish(job, done.value, None)
         except Interrupted:  # given up before it could catch it

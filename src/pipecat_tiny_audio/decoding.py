@@ -74,9 +74,19 @@ class Forward:
         return out.logits[0]
 
 
-# Yields a Forward (an LLM pass, answered with its logits) or None (a point where other work may go
-# first, answered with None); returns the result.
-Steps = Generator[Forward | None, torch.Tensor | None, T]
+@dataclass(frozen=True)
+class Compute:
+    """Work a decode needs that is not an LLM pass (encoding a chunk of audio): its answer is ``fn()``.
+
+    A scheduler may run it on another thread while the LLM runs other sessions' passes.
+    """
+
+    fn: Callable[[], Any]
+
+
+# Yields a Forward (an LLM pass, answered with its logits), a Compute (answered with its result) or None
+# (a point where other work may go first, answered with None); returns the result.
+Steps = Generator[Forward | Compute | None, Any, T]
 
 
 class Interrupted(Exception):
@@ -85,10 +95,10 @@ class Interrupted(Exception):
 
 @torch.no_grad()
 def run_steps(llm: Callable[..., Any], steps: Steps[T], interrupt: threading.Event | None = None) -> T:
-    """Run ``steps`` to the end, one plain LLM call per pass.
+    """Run ``steps`` to the end, one plain LLM call per pass, computes in turn.
 
-    If ``interrupt`` is set (from another thread), the next pass is not run: :class:`Interrupted`
-    is thrown into the steps instead, which may catch it and return early.
+    If ``interrupt`` is set (from another thread), the next pass or compute is not run:
+    :class:`Interrupted` is thrown into the steps instead, which may catch it and return early.
     """
     reply: torch.Tensor | Interrupted | None = None
     while True:
@@ -100,6 +110,8 @@ def run_steps(llm: Callable[..., Any], steps: Steps[T], interrupt: threading.Eve
             reply = None
         elif interrupt is not None and interrupt.is_set():
             reply = Interrupted()
+        elif isinstance(request, Compute):
+            reply = request.fn()
         else:
             reply = request.run(llm)
 

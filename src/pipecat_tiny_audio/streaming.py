@@ -17,12 +17,14 @@ with the rest, so memory stays bounded and no audio is dropped.
 
 Every method that computes has a *steps* twin (:meth:`StreamingDecoder.feed_steps`,
 :meth:`~StreamingDecoder.partial_steps`, :meth:`~StreamingDecoder.finalize_steps`) that yields its
-LLM passes instead of running them (see :mod:`~pipecat_tiny_audio.decoding`), so a scheduler can run
-the passes of many decoders as one batch. The plain methods run those steps alone.
+LLM passes and its chunk encodings instead of running them (see :mod:`~pipecat_tiny_audio.decoding`),
+so a scheduler can run the passes of many decoders as one batch and encode beside them. The plain
+methods run those steps alone.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ import torch
 from transformers import DynamicCache
 
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, as_float_samples
-from pipecat_tiny_audio.decoding import Interrupted, Steps, greedy_steps, run_steps, truncate_cache
+from pipecat_tiny_audio.decoding import Compute, Interrupted, Steps, greedy_steps, run_steps, truncate_cache
 from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk_at
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
 from pipecat_tiny_audio.recogniser_stream import RecogniserStream
@@ -187,8 +189,8 @@ class StreamingDecoder:
         return run_steps(self.model.llm, self.finalize_steps(), interrupt)
 
     def feed_steps(self, audio: np.ndarray) -> Steps[None]:
-        """:meth:`feed` as steps: a pause point after each chunk it encodes, LLM passes for a recogniser's
-        beam (one per chunk) and at a segment cut."""
+        """:meth:`feed` as steps: a compute per chunk it encodes, LLM passes for a recogniser's beam (one
+        per chunk) and at a segment cut."""
         audio = np.asarray(audio)
         if audio.ndim != 1:
             raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
@@ -261,25 +263,27 @@ class StreamingDecoder:
             return
         audio = self._audio.view()
         while self._encoded + step + self._mode.lookahead_samples <= audio.size:
-            frames = encode_chunk_at(self.model.encoder, audio, self._encoded, self._mode)
+            frames = yield self._encode_chunk(audio, self._encoded)
             self._frames = torch.cat([self._frames, frames])
             self._encoded += step
             if self._recogniser is not None:
                 yield from self._recogniser.feed_steps(frames)
-            yield  # a chunk is one unit of work: a scheduler may run something more urgent now
 
-    def _features(self, final: bool) -> torch.Tensor:
+    def _encode_chunk(self, audio: np.ndarray, start: int) -> Compute:
+        """Encoding the chunk at ``start``: a unit of work a scheduler may run beside LLM passes."""
+        return Compute(functools.partial(encode_chunk_at, self.model.encoder, audio, start, self._mode))
+
+    def _features(self, final: bool) -> Steps[torch.Tensor]:
         """Encoder frames of the segment: complete chunks, plus the unfinished one when ``final``."""
         audio = self._audio.view()
         if self._mode.chunk_samples is None:
-            return encode_audio(self.model.encoder, audio, self._mode)
+            return (yield Compute(functools.partial(encode_audio, self.model.encoder, audio, self._mode)))
         if not final or self._encoded == audio.size:
             return self._frames
         # The unfinished chunk, and with look-ahead the chunks still waiting for theirs.
-        tail = [
-            encode_chunk_at(self.model.encoder, audio, start, self._mode)
-            for start in range(self._encoded, audio.size, self._mode.chunk_samples)
-        ]
+        tail = []
+        for start in range(self._encoded, audio.size, self._mode.chunk_samples):
+            tail.append((yield self._encode_chunk(audio, start)))
         return torch.cat([self._frames, *tail])
 
     def _decode(self, final: bool) -> Steps[list[int]]:
@@ -291,8 +295,8 @@ class StreamingDecoder:
         if covers == 0 or self._offset + covers < MIN_SAMPLES or self._peak < SILENCE_PEAK:  # nothing said
             self._tokens = []
             return self._tokens
-        features = self._features(final)
         try:
+            features = yield from self._features(final)
             if self.model.config.reading == "rescore":
                 self._tokens = yield from self._rescored(features, final)
             else:
