@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pipecat_tiny_audio.decoding import Steps, truncate_cache
+from pipecat_tiny_audio.decoding import Compute, Steps, truncate_cache
 from pipecat_tiny_audio.rescoring import FusedBeamSearch, TextScorer, best_hypothesis
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class RecogniserStream:
         self._pending = torch.cat([self._pending, frames.to(self._pending)])
         while self._pending.shape[0] >= self._block:
             block, self._pending = self._pending[: self._block], self._pending[self._block :]
-            log_probs, self._past, self._positions = self._log_probs(block, self._past, self._positions)
+            log_probs, self._past, self._positions = yield self._log_probs(block, self._past, self._positions)
             yield from self._search.advance_steps(log_probs)
 
     def partial(self) -> str:
@@ -71,7 +71,7 @@ class RecogniserStream:
         try:
             rest = torch.cat([self._pending, tail.to(self._pending)])
             for start in range(0, rest.shape[0], self._block):
-                log_probs, past, positions = self._log_probs(rest[start : start + self._block], past, positions)
+                log_probs, past, positions = yield self._log_probs(rest[start : start + self._block], past, positions)
                 yield from search.advance_steps(log_probs)
             hypotheses = search.hypotheses()
             texts = [text for text, _ in hypotheses]
@@ -84,16 +84,19 @@ class RecogniserStream:
         text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
         return _capitalized(text)
 
-    @torch.no_grad()
-    def _log_probs(
-        self, frames: torch.Tensor, past: list[torch.Tensor], positions: int
-    ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
-        """CPU float [positions, classes] CTC log-posteriors of one block, with the next block's ``past``."""
-        projector = self.model.projector
-        weights = next(projector.parameters())
-        hidden, past = projector.encode_block(frames[None].to(weights), past, positions)
-        log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
-        return log_probs, past, positions + hidden.shape[1]
+    def _log_probs(self, frames: torch.Tensor, past: list[torch.Tensor], positions: int) -> Compute:
+        """Computing one block's CPU float [positions, classes] CTC log-posteriors, with the next block's
+        ``past``: a unit of work a scheduler may run beside LLM passes, as it does the chunk's encoding."""
+
+        @torch.no_grad()
+        def compute() -> tuple[torch.Tensor, list[torch.Tensor], int]:
+            projector = self.model.projector
+            weights = next(projector.parameters())
+            hidden, following = projector.encode_block(frames[None].to(weights), past, positions)
+            log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
+            return log_probs, following, positions + hidden.shape[1]
+
+        return Compute(compute)
 
 
 def _capitalized(text: str) -> str:
