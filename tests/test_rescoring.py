@@ -13,11 +13,19 @@ from pipecat_tiny_audio.decoding import run_steps
 from pipecat_tiny_audio.rescoring import (
     SCORING_CONTEXT,
     FusedBeamSearch,
+    PrefixBeam,
     TextScorer,
     best_hypothesis,
-    prefix_beam_search,
     text_log_probs,
 )
+
+
+def prefix_beam_search(log_probs: torch.Tensor, vocabulary: CharacterVocabulary, beam: int) -> list[tuple[str, float]]:
+    """The plain beam search over a whole utterance, a frame at a time."""
+    search = PrefixBeam(vocabulary, beam)
+    for frame in log_probs:
+        search.keep(search.grow(frame))
+    return search.hypotheses()
 
 
 def test_beam_search_finds_the_likeliest_text_where_the_best_path_says_nothing():

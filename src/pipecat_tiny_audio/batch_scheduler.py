@@ -76,7 +76,6 @@ class SchedulerStats:
     batches: int = 0  # batches of LLM passes (one forward each, for a Llama-family LLM)
     passes: int = 0  # LLM passes of decodes
     lane_computes: int = 0  # computes (chunk encodings) run on the encoder lane
-    computes: int = 0  # all computes
 
 
 class Priority(IntEnum):
@@ -240,7 +239,6 @@ class BatchScheduler:
             reply = error
         with self._changed:
             job.reply, job.compute, job.computing, job.moved_at = reply, None, False, time.perf_counter()
-            self.stats.computes += 1
             self.stats.lane_computes += lane
             self._changed.notify_all()
 

@@ -76,16 +76,6 @@ class PrefixBeam:
         return sorted(texts.items(), key=lambda item: -item[1])
 
 
-def prefix_beam_search(
-    log_probs: torch.Tensor, vocabulary: CharacterVocabulary, beam: int, per_frame: int = 8
-) -> list[tuple[str, float]]:
-    """Up to ``beam`` (text, CTC log-probability) of one utterance's [frames, classes] log-posteriors, best first."""
-    search = PrefixBeam(vocabulary, beam, per_frame)
-    for frame in log_probs.float():
-        search.keep(search.grow(frame))
-    return search.hypotheses()
-
-
 class TextScorer:
     """The LLM's log-probabilities of texts as the line after a context, all calls growing one token tree.
 
