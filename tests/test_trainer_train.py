@@ -275,6 +275,31 @@ def test_a_recogniser_run_learns_subword_units_from_its_transcripts(tiny_source_
     assert continued.config.projector_options["units"] == units  # the head it starts from, not new ones
 
 
+def test_a_run_with_more_units_keeps_the_body_and_the_shared_head_rows(tiny_source_dirs, tiny_data, tmp_path):
+    overrides = [
+        "model.projector_type=chunk_transformer",
+        "model.stack_factor=8",
+        "model.lora_rank=0",
+        "stages=[{name: ctc, steps: 2, lr: 0.01, warmup_steps: 0, batch_size: 4}]",
+    ]
+    few_config = tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "few", [*overrides, "subword_units=4"])
+    few = TinyAudioModel.from_pretrained(train(few_config) / "model")
+    frozen = ["stages=[{name: ctc, steps: 1, lr: 0.0, warmup_steps: 0, batch_size: 4}]"]
+    more_overrides = [*overrides, "subword_units=12", f"init_from={tmp_path / 'few' / 'model'}", *frozen]
+    more = TinyAudioModel.from_pretrained(
+        train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "more", more_overrides)) / "model"
+    )
+    assert len(more.projector.vocabulary.units) > len(few.projector.vocabulary.units)
+    for name, weight in more.projector.state_dict().items():
+        if not name.startswith("ctc_head"):
+            assert torch.equal(weight, few.projector.state_dict()[name]), name
+    for row, symbol in enumerate(more.projector.vocabulary.symbols, start=1):
+        if symbol in few.projector.vocabulary.symbols:
+            old_row = few.projector.vocabulary.symbols.index(symbol) + 1
+            assert torch.equal(more.projector.ctc_head.weight[row], few.projector.ctc_head.weight[old_row]), symbol
+    assert torch.equal(more.projector.ctc_head.bias[0], few.projector.ctc_head.bias[0])  # the blank
+
+
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):
     overrides = [f"init_from={reference_run / 'model'}", "model.projector_hidden_dim=64"]
     with pytest.raises(ConfigError, match="projector_hidden_dim: run 64, init_from 32"):

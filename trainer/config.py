@@ -93,7 +93,9 @@ class Config:
     # fine-tune a trained model on new data instead of starting from random weights.
     init_from: str | None = None
     # A fresh chunk_transformer's CTC head: this many BPE units learned from the training transcripts
-    # on top of its characters (0: characters only). Stored in model.projector_options.units.
+    # on top of its characters (0: characters only). Stored in model.projector_options.units. With
+    # init_from: its units when it has this many, else new ones (its body and the head rows of the
+    # classes both heads share carry over).
     subword_units: int = 0
     # Where the units come from: "bpe" (merges learned from the transcripts) or "llm" (the most frequent
     # of the LLM's own tokens in them, so the head's output is a sequence of LLM tokens).

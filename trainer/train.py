@@ -34,6 +34,7 @@ from transformers import DynamicCache
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS
 from pipecat_tiny_audio.features import FeatureMode
+from pipecat_tiny_audio.projectors import ChunkTransformerProjector
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from pipecat_tiny_audio.sources import load_llm_tokenizer, load_whisper_encoder
 from trainer.checkpoint import (
@@ -188,13 +189,15 @@ INIT_KEYS = (
 
 
 def subword_units(texts: list[str], config: Config) -> tuple[list[str], str]:
-    """The units of a run's CTC head, and where they came from: ``init_from``'s head (its weights
-    only mean something with its own units), else learned from the training transcripts."""
+    """The units of a run's CTC head, and where they came from: ``init_from``'s head when it has as
+    many (its weights only mean something with its own units), else learned from the transcripts
+    (``init_from``'s head rows then carry over to the classes both heads share)."""
     if config.init_from:
         units = (TinyAudioConfig.from_pretrained(config.init_from).projector_options or {}).get("units")
         if not units:
             raise ConfigError(f"subword_units: init_from={config.init_from} has a characters-only CTC head")
-        return units, f"units of init_from={config.init_from}"
+        if len(units) == config.subword_units:
+            return units, f"units of init_from={config.init_from}"
     characters = (config.model["projector_options"] or {}).get("characters", DEFAULT_CHARACTERS)
     if config.subword_units_from == "llm":
         units = llm_token_units(texts, config.subword_units, load_llm_tokenizer(config.model["llm_source"]), characters)
@@ -212,20 +215,49 @@ def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
     """Start ``model``'s projector and LoRA from a saved model trained with the same architecture.
 
     A saved model without LoRA (an alignment-stage model) initialises the projector only, whatever
-    this run's LoRA settings: the LLM stages then start from an aligned recogniser.
+    this run's LoRA settings: the LLM stages then start from an aligned recogniser. A saved model
+    whose CTC head has other subword units gives its body, and the head rows of the classes both
+    heads have (the characters, the blank and the shared units); the other rows start fresh.
     """
     pretrained = TinyAudioModel.from_pretrained(source, encoder=model.encoder)
     keys = INIT_KEYS if pretrained.config.lora_rank > 0 else [k for k in INIT_KEYS if not k.startswith("lora_")]
     mismatched = [
         f"{key}: run {getattr(model.config, key)!r}, init_from {getattr(pretrained.config, key)!r}"
         for key in keys
-        if _comparable(getattr(model.config, key)) != _comparable(getattr(pretrained.config, key))
+        if _comparable(_without_units(getattr(model.config, key)))
+        != _comparable(_without_units(getattr(pretrained.config, key)))
     ]
     if mismatched:
         raise ConfigError(f"init_from={source} was trained with other model settings: {'; '.join(mismatched)}")
-    restore_trainables(model, {"projector": pretrained.trainable_state_dict(), "lora": pretrained.adapter_state_dict()})
+    projector = pretrained.trainable_state_dict()
+    new_head = model.projector.vocabulary and model.projector.vocabulary.units != pretrained.projector.vocabulary.units
+    if new_head:
+        projector = _head_carried_over(model.projector, pretrained.projector, projector)
+    restore_trainables(model, {"projector": projector, "lora": pretrained.adapter_state_dict()})
     what = "projector and LoRA weights" if pretrained.config.lora_rank > 0 else "projector weights (no LoRA in it)"
     logger.info(f"{what} initialised from {source}")
+
+
+def _without_units(value: Any) -> Any:
+    return {k: v for k, v in value.items() if k != "units"} if isinstance(value, dict) else value
+
+
+def _head_carried_over(
+    projector: ChunkTransformerProjector, pretrained: ChunkTransformerProjector, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state`` with the CTC head resized to ``projector``'s classes, rows copied by class string."""
+    old = {symbol: i + 1 for i, symbol in enumerate(pretrained.vocabulary.symbols)} | {"<blank>": 0}
+    new = ["<blank>", *projector.vocabulary.symbols]
+    shared = [(i, old[symbol]) for i, symbol in enumerate(new) if symbol in old]
+    state = dict(state)
+    for name in ("weight", "bias"):
+        key = f"projector.ctc_head.{name}"
+        fresh = getattr(projector.ctc_head, name).detach().clone()
+        rows, old_rows = zip(*shared, strict=True)
+        fresh[list(rows)] = state[key][list(old_rows)]
+        state[key] = fresh
+    logger.info(f"CTC head: {len(shared)} of {len(new)} classes carried over, {len(new) - len(shared)} new")
+    return state
 
 
 def _comparable(value: Any) -> Any:
