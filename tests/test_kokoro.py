@@ -12,6 +12,7 @@ from loguru import logger
 from trainer.kokoro_tts import (
     ACCENTS,
     N_MIX_VOICES,
+    REGIONAL_ACCENTS,
     KokoroSynthesizer,
     kokoro_available,
     kokoro_synthesizer,
@@ -68,7 +69,20 @@ def test_a_voice_is_a_function_of_its_number(kokoro: KokoroSynthesizer) -> None:
     assert first.shape != other.shape or not np.allclose(first, other, atol=1e-3)
     # the same number gives the same voice in a freshly loaded synthesizer (another process, another day)
     assert np.array_equal(KokoroSynthesizer().mix_voice(42).style, kokoro.mix_voice(42).style)
-    assert mix_voice_number(mix_voice_name(42)) == 42 and mix_voice_name(42) == "mix-0042"
+    assert mix_voice_number(mix_voice_name(42)) == (42, None) and mix_voice_name(42) == "mix-0042"
+
+
+def test_a_mix_speaks_a_regional_accent_with_its_own_timbre(kokoro: KokoroSynthesizer) -> None:
+    own, scottish = kokoro.mix_voice(42), kokoro.mix_voice(42, "en-gb-scotland")
+    assert scottish.name == "mix-0042+en-gb-scotland" and scottish.accent == "en-gb-scotland"
+    assert np.array_equal(own.style, scottish.style)
+    assert mix_voice_number(scottish.name) == (42, "en-gb-scotland")
+    with pytest.raises(ValueError, match="not a Kokoro mix voice"):
+        mix_voice_number("mix-0042+en-029")  # the unseen-voice test's accent
+    text = "Which way to the loch? I would like two tickets, please."
+    assert phonemize(text, "en-gb-scotland") != phonemize(text, "en-gb")
+    speech = kokoro.synthesize(text, scottish)
+    assert speech.dtype == np.float32 and len(speech) > 24_000
 
 
 def test_mix_voices_are_distinct_and_cover_both_accents(kokoro: KokoroSynthesizer) -> None:
@@ -82,12 +96,12 @@ def test_mix_voices_are_distinct_and_cover_both_accents(kokoro: KokoroSynthesize
 
 
 def test_english_phonemes_use_only_kokoros_symbols_and_keep_punctuation(kokoro: KokoroSynthesizer) -> None:
-    text = "I think so, said the judge. Where's the boy's chair? It's about eight thirty."
-    for accent in ACCENTS:
+    text = "I think so, said the judge. Where's the boy's chair? It's about eight thirty. Which one, too?"
+    for accent in (*ACCENTS, *REGIONAL_ACCENTS):
         phonemes = phonemize(text, accent)
         assert set(phonemes) <= set(kokoro.vocab), set(phonemes) - set(kokoro.vocab)
-        assert [c for c in phonemes if c in ",.?"] == [",", ".", "?", "."]
-        assert phonemes.startswith("ˌI ")  # a stressed "I": Kokoro swallows an unstressed one
+        assert [c for c in phonemes if c in ",.?"] == [",", ".", "?", ".", ",", "?"]
+        assert phonemes.split()[0] in ("ˌI", "ˌY")  # a stressed "I" (West Midlands: "oi"); Kokoro swallows unstressed
         assert "ʤ" in phonemes and "ʧ" in phonemes  # judge, chair
     assert "O" in phonemize("Go home.", "en-us") and "Q" in phonemize("Go home.", "en-gb")  # US and UK "go"
 
@@ -102,6 +116,8 @@ def test_kokoro_voices_join_the_corpus_plan() -> None:
     kokoro_clips = [c for c in train if c.voice.startswith("kokoro:")]
     assert len({c.voice for c in kokoro_clips}) > 100
     assert all(0.85 <= c.rate <= 1.15 and -150 <= c.pitch <= 150 for c in kokoro_clips)
+    accented = [v.ident for v in discover_voices(("kokoro",), kokoro_accents=True)]
+    assert len(accented) == N_MIX_VOICES * len(REGIONAL_ACCENTS) and "mix-0007+en-us-nyc" in accented
 
 
 def test_missing_packages_mean_no_kokoro_voices_and_one_warning(monkeypatch) -> None:

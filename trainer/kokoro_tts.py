@@ -12,7 +12,10 @@ predictor) and ``speed``; it returns 24 kHz audio.
 
 Voices: ``mix-0000`` ... ``mix-0199`` are deterministic functions of their number: random convex mixes
 (Dirichlet weights, drawn separately for the timbre and the prosody halves) of the bundled tables plus
-a small perturbation, with an en-us or en-gb accent, all seeded by the number alone.
+a small perturbation, with an en-us or en-gb accent, all seeded by the number alone. ``mix-0042+en-gb-scotland``
+is the same speaker with a regional accent: espeak-ng's rules for it give the phonemes
+(:data:`REGIONAL_ACCENTS`), so natural-sounding voices also speak the accents only the robotic espeak
+voices had.
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ _COMMON = {
     "ʔn̩": "tᵊn", "ʔn": "tn", "ʔ": "t",
     "a^ɪ": "I", "a^ʊ": "W", "e^ɪ": "A", "ɔ^ɪ": "Y", "d^ʒ": "ʤ", "t^ʃ": "ʧ", "ə^l": "ᵊl",
     "ɚɹ": "əɹ", "ɚ": "əɹ", "ɝ": "ɜɹ", "r": "ɹ", "ɐ": "ə", "x": "k", "ç": "k", "ɬ": "l", "ʲ": "", "\u0303": "",
+    "ʉ": "u", "ʍ": "w",  # Scottish "too", "which"
 }  # fmt: skip
 _US = {"o^ʊ": "O", "ɜːɹ": "ɜɹ", "ɜː": "ɜɹ", "ɪə": "iə", "i^ə": "iə", "e": "A", "ː": ""}
 _GB = {"ə^ʊ": "Q", "o^ʊ": "Q", "e^ə": "ɛː", "i^ə": "ɪə", "ʊ^ə": "ʊə", "iə": "ɪə"}
 ACCENTS = ("en-us", "en-gb")
+# espeak-ng's English accents a mix may speak instead of its own; en-029 is the unseen-voice test's.
+REGIONAL_ACCENTS = ("en-us", "en-gb-x-rp", "en-us-nyc", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 _CLAUSE = re.compile(r"\s*([,.!?;:]+)(?=\s|$)\s*")
 
 
@@ -90,17 +96,19 @@ def kokoro_available() -> bool:
     )
 
 
-def mix_voice_name(number: int) -> str:
-    """The voice ident for a mix number: 42 -> "mix-0042" (the manifest records "kokoro:mix-0042")."""
-    return f"mix-{number:04d}"
+def mix_voice_name(number: int, accent: str | None = None) -> str:
+    """The voice ident for a mix number: 42 -> "mix-0042" (the manifest records "kokoro:mix-0042"),
+    with a regional accent "mix-0042+en-gb-scotland"."""
+    return f"mix-{number:04d}" + (f"+{accent}" if accent else "")
 
 
-def mix_voice_number(ident: str) -> int:
-    """The mix number of a voice ident: "mix-0042" -> 42."""
-    match = re.fullmatch(r"mix-(\d+)", ident)
-    if match is None:
-        raise ValueError(f"not a Kokoro mix voice: {ident!r} (expected mix-NNNN)")
-    return int(match[1])
+def mix_voice_number(ident: str) -> tuple[int, str | None]:
+    """The mix number and regional accent (``None``: its own) of a voice ident: "mix-0042" -> (42, None)."""
+    match = re.fullmatch(r"mix-(\d+)(?:\+([a-z-]+))?", ident)
+    if match is None or (match[2] is not None and match[2] not in REGIONAL_ACCENTS):
+        accents = ", ".join(REGIONAL_ACCENTS)
+        raise ValueError(f"not a Kokoro mix voice: {ident!r} (expected mix-NNNN or mix-NNNN+ACCENT, ACCENT: {accents})")
+    return int(match[1]), match[2]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +155,7 @@ def mix_styles(bundled: dict[str, np.ndarray], number: int, perturbation: float 
 
 def espeak_to_kokoro(ipa: str, accent: str) -> str:
     """espeak-ng IPA (``--tie=^``) rewritten into Kokoro's phoneme symbols for ``accent``."""
-    table = {**_COMMON, **(_GB if accent == "en-gb" else _US)}
+    table = {**_COMMON, **(_GB if accent.startswith("en-gb") else _US)}
     for old in sorted(table, key=len, reverse=True):
         ipa = ipa.replace(old, table[old])
     ipa = re.sub(r"(\S)\u0329", r"ᵊ\1", ipa).replace("\u0329", "")  # syllabic n̩ -> ᵊn
@@ -157,8 +165,9 @@ def espeak_to_kokoro(ipa: str, accent: str) -> str:
 
 
 def phonemize(text: str, accent: str = "en-us") -> str:
-    """Kokoro phonemes for English ``text``, keeping its clause punctuation (espeak-ng drops it)."""
-    voice = {"en-us": "en-us", "en-gb": "en-gb-x-rp"}[accent]
+    """Kokoro phonemes for English ``text``, keeping its clause punctuation (espeak-ng drops it);
+    ``accent`` is a mix's own ("en-us", "en-gb") or one of :data:`REGIONAL_ACCENTS`."""
+    voice = {"en-gb": "en-gb-x-rp"}.get(accent, accent)
     pieces = _CLAUSE.split(text.strip())  # [clause, punct, clause, punct, ..., clause]
     out: list[str] = []
     for i, piece in enumerate(pieces):
@@ -196,10 +205,11 @@ class KokoroSynthesizer:
         with np.load(files.voices) as npz:
             self.bundled = {name: npz[name].reshape(-1, 256).astype(np.float32) for name in sorted(npz.files)}
 
-    def mix_voice(self, number: int) -> KokoroVoice:
-        """Voice ``number`` (see :func:`mix_styles`): the same number always gives the same voice."""
-        style, accent = mix_styles(self.bundled, number)
-        return KokoroVoice(mix_voice_name(number), style, accent)
+    def mix_voice(self, number: int, accent: str | None = None) -> KokoroVoice:
+        """Voice ``number`` (see :func:`mix_styles`): the same number always gives the same voice, with
+        its own accent or a regional one."""
+        style, own = mix_styles(self.bundled, number)
+        return KokoroVoice(mix_voice_name(number, accent), style, accent or own)
 
     def bundled_voice(self, name: str, accent: str = "en-us") -> KokoroVoice:
         """One of the package's own style tables ("jf_alpha", "jm_kumo", ...)."""

@@ -45,6 +45,7 @@ from trainer.kokoro_tts import INSTALL_COMMAND as KOKORO_INSTALL_COMMAND
 from trainer.kokoro_tts import (
     KOKORO_SAMPLE_RATE,
     N_MIX_VOICES,
+    REGIONAL_ACCENTS,
     kokoro_available,
     kokoro_synthesizer,
     mix_voice_name,
@@ -108,8 +109,11 @@ def voice_matches(voice: str, patterns: Sequence[str]) -> bool:
 
 
 @cache
-def discover_voices(engines: tuple[str, ...] = ENGINES) -> tuple[Voice, ...]:
-    """The voices of the installed engines, sorted by name; an engine that is not installed has none."""
+def discover_voices(engines: tuple[str, ...] = ENGINES, kokoro_accents: bool = False) -> tuple[Voice, ...]:
+    """The voices of the installed engines, sorted by name; an engine that is not installed has none.
+
+    ``kokoro_accents``: each Kokoro mix speaks every one of :data:`REGIONAL_ACCENTS` instead of its own accent.
+    """
     voices: list[Voice] = []
     if "espeak" in engines and shutil.which("espeak-ng"):
         voices += _espeak_voices()
@@ -123,7 +127,8 @@ def discover_voices(engines: tuple[str, ...] = ENGINES) -> tuple[Voice, ...]:
         ).stdout
         voices += [Voice("festival", name) for name in re.findall(r"[\w-]+", listing)]
     if "kokoro" in engines and kokoro_available():
-        voices += [Voice("kokoro", mix_voice_name(i)) for i in range(N_MIX_VOICES)]
+        accents = REGIONAL_ACCENTS if kokoro_accents else (None,)
+        voices += [Voice("kokoro", mix_voice_name(i, a)) for i in range(N_MIX_VOICES) for a in accents]
     missing = [e for e in engines if not any(v.engine == e for v in voices)]
     if missing:
         hints = "; ".join(f"{e}: {ENGINE_INSTALL_HINTS[e]}" for e in missing)
@@ -379,7 +384,7 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         elif engine == "kokoro":
             synthesizer = kokoro_synthesizer()
-            speech = synthesizer.synthesize(text, synthesizer.mix_voice(mix_voice_number(ident)), speed=rate)
+            speech = synthesizer.synthesize(text, synthesizer.mix_voice(*mix_voice_number(ident)), speed=rate)
             sf.write(wav, speech, KOKORO_SAMPLE_RATE, subtype="FLOAT")
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         else:
@@ -531,6 +536,7 @@ def build_corpus(
     engines: Sequence[str] = ENGINES,
     augment: AugmentConfig | None = None,
     progress: bool = True,
+    kokoro_accents: bool = False,
 ) -> CorpusReport:
     """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``.
 
@@ -540,7 +546,7 @@ def build_corpus(
     started = time.monotonic()
     out_dir = Path(out_dir)
     augment = augment or AugmentConfig()
-    voices = discover_voices(tuple(engines))
+    voices = discover_voices(tuple(engines), kokoro_accents)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
         augment=augment,
@@ -679,6 +685,12 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         help="TTS engines to use (default all)",
     )
     parser.add_argument("--no-augment", action="store_true", help="no noise, reverb or speed perturbation")
+    parser.add_argument(
+        "--kokoro-accents",
+        action="store_true",
+        help=f"Kokoro voices speak espeak-ng's regional English accents ({', '.join(REGIONAL_ACCENTS)}) "
+        "instead of their own en-us/en-gb",
+    )
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -697,6 +709,7 @@ def run_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         engines=args.engines,
         augment=AugmentConfig.none() if args.no_augment else None,
+        kokoro_accents=args.kokoro_accents,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
