@@ -15,6 +15,7 @@ from trainer.__main__ import main
 from trainer.checkpoint import list_checkpoints, load_model
 from trainer.data import decode_utterance, load_source
 from trainer.export import export, model_card
+from trainer.metrics import wer
 from trainer.train import train
 
 
@@ -78,7 +79,11 @@ def test_eval_reports_each_source_and_compares_two_models_then_export_cards_it(r
     assert results["dev"]["utterances"] == 3 and results["overall"]["utterances"] == 5
     assert results["dev"]["wer"] == results["dev"]["compare_wer"]  # same weights, same transcripts
     errors = [json.loads(line) for line in (eval_dir / "errors.jsonl").read_text().splitlines()]
-    assert len(errors) == 5 and {"source", "utterance", "ref", "hyp", "wer", "compare_hyp"} <= set(errors[0])
+    assert len(errors) == 5 and {"source", "utterance", "speaker", "ref", "hyp", "wer", "compare_hyp"} <= set(errors[0])
+    by_speaker = results["dev"]["speakers"]  # which voices the model hears worst
+    assert set(by_speaker) == {"tone-0", "tone-1"} and [s["utterances"] for s in by_speaker.values()] == [2, 1]
+    tone_0 = [e for e in errors if e["source"] == "dev" and e["speaker"] == "tone-0"]
+    assert by_speaker["tone-0"]["wer"] == wer([e["ref"] for e in tone_0], [e["hyp"] for e in tone_0])
 
     results_file = str(eval_dir / "results.json")
     main(["export", str(run_dir), "--out", str(exported), "--results", results_file, "--name", "tiny-test"])

@@ -39,7 +39,7 @@ def write_tone_manifest(folder: Path, name: str, n: int, seed: int) -> Path:
             audio = (0.3 * np.sin(2 * np.pi * rng.uniform(150, 900) * t)).astype(np.float32)
             sf.write(folder / name / f"{i:03d}.wav", audio, 16000)
             text = " ".join(rng.choice(WORDS, 3))
-            f.write(json.dumps({"audio": f"{name}/{i:03d}.wav", "text": text}) + "\n")
+            f.write(json.dumps({"audio": f"{name}/{i:03d}.wav", "text": text, "voice": f"tone-{i % 2}"}) + "\n")
     return manifest
 
 

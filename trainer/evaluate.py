@@ -3,8 +3,9 @@
 Evaluation decodes audio files exactly as a user would (``TinyAudioModel.transcribe``: audio →
 library features → greedy LLM decoding), not cached training features, so its numbers are the
 model's. ``--ctc`` reads the recogniser's own CTC head instead, from the same library features.
-Writes ``results.json`` (per source and overall) and ``errors.jsonl`` (one line per
-utterance with reference, hypothesis and WER, and the second model's when comparing).
+Writes ``results.json`` (per source and overall, and per speaker of a source whose rows name
+one: a voice the model has not learnt shows there) and ``errors.jsonl`` (one line per utterance
+with speaker, reference, hypothesis and WER, and the second model's when comparing).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def evaluate(
             utterances = utterances[:max_utterances]
         for utt, samples in tqdm(iter_decoded(utterances, max_seconds, skips), total=len(utterances), desc="eval"):
             started = time.perf_counter()
-            row = {"source": utt.source, "utterance": utt.key, "ref": utt.text, "hyp": transcribe(samples)}
+            row = {"source": utt.source, "utterance": utt.key, "speaker": utt.speaker, "ref": utt.text}
+            row["hyp"] = transcribe(samples)
             row["seconds"], row["compute_s"] = samples.size / SAMPLE_RATE, time.perf_counter() - started
             if compare is not None:
                 row["compare_hyp"] = transcribe_compare(samples)
@@ -102,6 +104,13 @@ def evaluate(
         }
         if compare is not None:
             results[source].update({f"compare_{k}": v for k, v in _scores(subset, "compare_hyp").items()})
+        speakers = sorted({r["speaker"] for r in subset if r["speaker"] is not None})
+        if speakers and source != "overall":
+            results[source]["speakers"] = {
+                speaker: {**_scores(rows_, "hyp"), "utterances": len(rows_)}
+                for speaker in speakers
+                if (rows_ := [r for r in subset if r["speaker"] == speaker])
+            }
     results["skipped"] = dict(skips.counts)
     for source, r in results.items():
         if source != "skipped":
