@@ -1,7 +1,7 @@
 """Streaming benchmark: TinyAudioSTT vs Pipecat's WhisperSTTService, on audio streamed in real time.
 
 Each system runs in its own subprocess (clean memory figures, no shared CPU), one after the
-other in the same invocation. Clips from ``shared/eval/dev`` are streamed as 20 ms frames paced
+other in the same invocation. Clips from ``shared/eval/dev`` (or ``--manifest``) are streamed as 20 ms frames paced
 by the clock through ``Pipeline([VADProcessor(Silero, stop_secs=0.2), stt])``, with silence
 between clips, and every frame the STT emits is timestamped.
 
@@ -10,6 +10,7 @@ start, interims per utterance, WER (Whisper English normalizer + jiwer), real-ti
 seconds per streamed second), peak RSS, model load time.
 
     python benchmarks/streaming.py --limit 10
+    python benchmarks/streaming.py --manifest data/synth8k/heldout/manifest.jsonl --limit 60   # unseen voices
     python benchmarks/streaming.py --model path/to/checkpoint --no-peer
     python benchmarks/streaming.py --breakdown   # decoder components, no pipeline
     python benchmarks/streaming.py --timeline    # the final's preview against the VAD stop
@@ -35,15 +36,16 @@ LEAD_SILENCE = 0.5
 MIN_GAP, MAX_WAIT = 1.0, 6.0  # silence after a clip: at least this, and until its final arrives
 
 
-def load_clips(limit: int | None) -> list[dict]:
+def load_clips(limit: int | None, manifest: Path = DEV_SET / "manifest.jsonl") -> list[dict]:
+    """The first ``limit`` clips of a JSONL manifest (``audio`` relative to its folder, ``text``)."""
     import soundfile as sf
 
     from pipecat_tiny_audio.audio import to_model_audio
 
-    rows = [json.loads(line) for line in (DEV_SET / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     clips = []
     for row in rows[:limit]:
-        audio, rate = sf.read(DEV_SET / row["audio"], dtype="float32")
+        audio, rate = sf.read(manifest.parent / row["audio"], dtype="float32")
         pcm = (to_model_audio(audio, rate) * 32767).astype("<i2").tobytes()
         clips.append({"text": row["text"], "pcm": pcm})
     return clips
@@ -166,7 +168,7 @@ async def stream(system: str, args) -> dict:
     from pipecat.frames.frames import EndFrame
     from pipecat.workers.runner import WorkerRunner
 
-    clips = load_clips(args.limit)
+    clips = load_clips(args.limit, args.manifest)
     started = time.perf_counter()
     stt = build_stt(system, args)
     load_seconds = time.perf_counter() - started
@@ -295,7 +297,7 @@ def breakdown(args) -> None:
     model.llm.forward = llm
     finals, converged = [], []
     step = round(args.partial_interval * 16000)
-    for clip in load_clips(args.limit):
+    for clip in load_clips(args.limit, args.manifest):
         audio = np.frombuffer(clip["pcm"], "<i2").astype(np.float32) / 32768
         decoder = streaming.StreamingDecoder(model)
         for start in range(0, audio.size, 320):
@@ -376,7 +378,10 @@ def run_in_subprocess(script: str, system: str, args, options: list[str]) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=10, help="number of dev clips (default 10)")
+    parser.add_argument("--limit", type=int, default=10, help="number of clips (default 10)")
+    parser.add_argument(
+        "--manifest", type=Path, default=DEV_SET / "manifest.jsonl", help="clips to stream (default: the dev set)"
+    )
     parser.add_argument("--model", default=None, help="TinyAudioSTT model (checkpoint folder); default: shipped")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run Whisper")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
@@ -395,7 +400,7 @@ def main() -> None:
     if args.run:
         print(json.dumps(summarize(asyncio.run(stream(args.run, args)))))
         return
-    limit = ["--limit", str(args.limit)]
+    limit = ["--limit", str(args.limit), "--manifest", str(args.manifest)]
     results = {"TinyAudioSTT": run_in_subprocess(__file__, "ours", args, limit)}
     if args.peer:
         results["WhisperSTTService"] = run_in_subprocess(__file__, "peer", args, limit)
@@ -415,6 +420,7 @@ def main() -> None:
         ("model load (s)", "load_seconds", "{:.1f}"),
     ]
     names = list(results)
+    print(f"{args.limit} clips of {args.manifest}")
     print(f"{'':42}" + "".join(f"{n:>20}" for n in names))
     for label, key, fmt in rows:
         print(f"{label:42}" + "".join(f"{fmt.format(results[n][key]):>20}" for n in names))
