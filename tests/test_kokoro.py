@@ -17,7 +17,7 @@ from trainer.kokoro_tts import (
     kokoro_available,
     kokoro_synthesizer,
     mix_voice_name,
-    mix_voice_number,
+    parse_mix_voice,
     phonemize,
 )
 from trainer.metrics import wer
@@ -69,16 +69,16 @@ def test_a_voice_is_a_function_of_its_number(kokoro: KokoroSynthesizer) -> None:
     assert first.shape != other.shape or not np.allclose(first, other, atol=1e-3)
     # the same number gives the same voice in a freshly loaded synthesizer (another process, another day)
     assert np.array_equal(KokoroSynthesizer().mix_voice(42).style, kokoro.mix_voice(42).style)
-    assert mix_voice_number(mix_voice_name(42)) == (42, None) and mix_voice_name(42) == "mix-0042"
+    assert parse_mix_voice(mix_voice_name(42)) == (42, None) and mix_voice_name(42) == "mix-0042"
 
 
 def test_a_mix_speaks_a_regional_accent_with_its_own_timbre(kokoro: KokoroSynthesizer) -> None:
     own, scottish = kokoro.mix_voice(42), kokoro.mix_voice(42, "en-gb-scotland")
     assert scottish.name == "mix-0042+en-gb-scotland" and scottish.accent == "en-gb-scotland"
     assert np.array_equal(own.style, scottish.style)
-    assert mix_voice_number(scottish.name) == (42, "en-gb-scotland")
+    assert parse_mix_voice(scottish.name) == (42, "en-gb-scotland")
     with pytest.raises(ValueError, match="not a Kokoro mix voice"):
-        mix_voice_number("mix-0042+en-029")  # the unseen-voice test's accent
+        parse_mix_voice("mix-0042+en-029")  # the unseen-voice test's accent
     text = "Which way to the loch? I would like two tickets, please."
     assert phonemize(text, "en-gb-scotland") != phonemize(text, "en-gb")
     speech = kokoro.synthesize(text, scottish)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,14 @@ def evaluate(
         }
         if compare is not None:
             results[source].update({f"compare_{k}": v for k, v in _scores(subset, "compare_hyp").items()})
-        speakers = sorted({r["speaker"] for r in subset if r["speaker"] is not None})
-        if speakers and source != "overall":
+        by_speaker: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in subset if source != "overall" else []:
+            if r["speaker"] is not None:
+                by_speaker[r["speaker"]].append(r)
+        if by_speaker:
             results[source]["speakers"] = {
-                speaker: {**_scores(rows_, "hyp"), "utterances": len(rows_)}
-                for speaker in speakers
-                if (rows_ := [r for r in subset if r["speaker"] == speaker])
+                speaker: {**_scores(spoken, "hyp"), "utterances": len(spoken)}
+                for speaker, spoken in sorted(by_speaker.items())
             }
     results["skipped"] = dict(skips.counts)
     for source, r in results.items():

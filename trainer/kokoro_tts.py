@@ -102,7 +102,7 @@ def mix_voice_name(number: int, accent: str | None = None) -> str:
     return f"mix-{number:04d}" + (f"+{accent}" if accent else "")
 
 
-def mix_voice_number(ident: str) -> tuple[int, str | None]:
+def parse_mix_voice(ident: str) -> tuple[int, str | None]:
     """The mix number and regional accent (``None``: its own) of a voice ident: "mix-0042" -> (42, None)."""
     match = re.fullmatch(r"mix-(\d+)(?:\+([a-z-]+))?", ident)
     if match is None or (match[2] is not None and match[2] not in REGIONAL_ACCENTS):

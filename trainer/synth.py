@@ -49,7 +49,7 @@ from trainer.kokoro_tts import (
     kokoro_available,
     kokoro_synthesizer,
     mix_voice_name,
-    mix_voice_number,
+    parse_mix_voice,
 )
 from trainer.text_corpus import build_sentences, read_sentences
 
@@ -384,7 +384,7 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         elif engine == "kokoro":
             synthesizer = kokoro_synthesizer()
-            speech = synthesizer.synthesize(text, synthesizer.mix_voice(*mix_voice_number(ident)), speed=rate)
+            speech = synthesizer.synthesize(text, synthesizer.mix_voice(*parse_mix_voice(ident)), speed=rate)
             sf.write(wav, speech, KOKORO_SAMPLE_RATE, subtype="FLOAT")
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         else:

@@ -248,15 +248,14 @@ def _head_carried_over(
     """``state`` with the CTC head resized to ``projector``'s classes, rows copied by class string."""
     old = {symbol: i + 1 for i, symbol in enumerate(pretrained.vocabulary.symbols)} | {"<blank>": 0}
     new = ["<blank>", *projector.vocabulary.symbols]
-    shared = [(i, old[symbol]) for i, symbol in enumerate(new) if symbol in old]
+    rows, old_rows = zip(*[(i, old[symbol]) for i, symbol in enumerate(new) if symbol in old], strict=True)
     state = dict(state)
     for name in ("weight", "bias"):
         key = f"projector.ctc_head.{name}"
         fresh = getattr(projector.ctc_head, name).detach().clone()
-        rows, old_rows = zip(*shared, strict=True)
         fresh[list(rows)] = state[key][list(old_rows)]
         state[key] = fresh
-    logger.info(f"CTC head: {len(shared)} of {len(new)} classes carried over, {len(new) - len(shared)} new")
+    logger.info(f"CTC head: {len(rows)} of {len(new)} classes carried over, {len(new) - len(rows)} new")
     return state
 
 
