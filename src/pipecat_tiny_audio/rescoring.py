@@ -96,6 +96,7 @@ class TextScorer:
         self._lineage: list[list[int]] = []  # per cached token: the cache indices of its ancestors and itself
         self._total: list[float] = []  # per cached token: the log-probability of its path after the context
         self._next: dict[int, torch.Tensor] = {}  # cache index -> log-probabilities of the token after it
+        self._paths: dict[tuple[str, bool], tuple[int, ...]] = {}  # tokenized texts, shared with forks
 
     def fork(self) -> TextScorer:
         """A scorer that starts from this one's tree; its passes append to the same :attr:`cache`, so
@@ -155,8 +156,13 @@ class TextScorer:
         self._next = {index: row for index, row in self._next.items() if index in keep}
 
     def _path(self, text: str, finished: bool) -> tuple[int, ...]:
-        line = text[:1].upper() + text[1:] + ("\n" if finished else "")  # a line's beginning has no newline yet
-        return self.context + tuple(self.tokenizer(line, add_special_tokens=False).input_ids)
+        path = self._paths.get((text, finished))
+        if path is None:
+            line = text[:1].upper() + text[1:] + ("\n" if finished else "")  # a line's beginning has no newline yet
+            path = self._paths[text, finished] = self.context + tuple(
+                self.tokenizer(line, add_special_tokens=False).input_ids
+            )
+        return path
 
 
 class FusedBeamSearch:
@@ -188,6 +194,7 @@ class FusedBeamSearch:
         self.scorer = scorer
         self.scores: dict[str, float] = {"": 0.0}  # the LLM's log-probability of each word sequence scored
         self.frames = 0
+        self._spelled: dict[tuple[int, ...], str] = {(): ""}  # the text of each prefix in the beam
 
     def copy(self) -> FusedBeamSearch:
         """An independent copy (a final that must not change the stream it finishes); its scorer is a
@@ -201,13 +208,18 @@ class FusedBeamSearch:
     def advance_steps(self, log_probs: torch.Tensor) -> Steps[None]:
         """Take in more [frames, classes] log-posteriors; yields the LLM's scoring passes."""
         fused = bool(self.lm_weight or self.word_bonus)
+        symbols = self.beam.vocabulary.symbols
         for frame in log_probs.float():
             grown = self.beam.grow(frame)
             self.frames += 1
             if not fused:
                 self.beam.keep(grown)
                 continue
-            texts = [self._finished_words(prefix) for prefix in grown]
+            # A candidate is a beam prefix or one label longer: its text grows from its parent's.
+            spelled = {
+                p: self._spelled[p] if p in self._spelled else self._spelled[p[:-1]] + symbols[p[-1] - 1] for p in grown
+            }
+            texts = [_finished_words(text) for text in spelled.values()]
             if self.lm_weight and self.frames % self.every == 0:
                 distinct = list(dict.fromkeys(texts))
                 new = [t for t in distinct if t not in self.scores]
@@ -215,7 +227,9 @@ class FusedBeamSearch:
                     scores = yield from self.scorer.score_steps(new, finished=False)
                     self.scores.update(zip(new, scores, strict=True))
                 self.scorer.keep_ends(distinct)
-            self.beam.keep(grown, [self.lm_weight * self._known(t) + self.word_bonus * len(t.split()) for t in texts])
+            bonus = {t: self.lm_weight * self._known(t) + self.word_bonus * len(t.split()) for t in set(texts)}
+            self.beam.keep(grown, [bonus[t] for t in texts])
+            self._spelled = {p: spelled[p] for p in self.beam.prefixes}
 
     def best(self) -> str:
         """The text of the beam's best candidate (what a partial shows)."""
@@ -225,14 +239,15 @@ class FusedBeamSearch:
         """(text, CTC log-probability) of the beam, best first by CTC alone."""
         return self.beam.hypotheses()
 
-    def _finished_words(self, prefix: tuple[int, ...]) -> str:
-        spelled = "".join(self.beam.vocabulary.symbols[i - 1] for i in prefix)
-        return " ".join(spelled[: spelled.rfind(" ")].split()) if " " in spelled.strip() else ""
-
     def _known(self, text: str) -> float:
         """The LLM's score of the longest scored beginning of ``text``."""
         words = text.split()
         return next(self.scores[t] for k in range(len(words), -1, -1) if (t := " ".join(words[:k])) in self.scores)
+
+
+def _finished_words(spelled: str) -> str:
+    """The words of a candidate's text that a space has closed (the last one may still grow)."""
+    return " ".join(spelled[: spelled.rfind(" ")].split()) if " " in spelled.strip() else ""
 
 
 def text_log_probs(
