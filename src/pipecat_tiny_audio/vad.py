@@ -45,6 +45,7 @@ class VadBuffer:
         self._pre_roll_secs = pre_roll_secs
         self._ring = bytearray()
         self._ring_limit = round((pre_roll_secs + MAX_START_SECS) * SAMPLE_RATE) * 2
+        self._skipped = 0  # bytes at the ring's end kept but not analysed yet
         self._state = VADState.QUIET
 
     @property
@@ -58,19 +59,35 @@ class VadBuffer:
 
     @property
     def is_speech(self) -> bool:
-        """Whether the latest audio is speech (including unconfirmed onsets)."""
-        return self._state in (VADState.STARTING, VADState.SPEAKING)
+        """Whether the latest audio is speech (including unconfirmed onsets); not known, so ``False``,
+        while skipped audio awaits analysis."""
+        return not self._skipped and self._state in (VADState.STARTING, VADState.SPEAKING)
 
     async def process(self, pcm: bytes) -> VadEvent | None:
-        """Analyse a block of 16 kHz mono int16 PCM; return the speech event it completes, if any."""
-        self._ring += pcm
-        del self._ring[: max(0, len(self._ring) - self._ring_limit)]
-        previous, self._state = self._state, await self._analyzer.analyze_audio(pcm)
+        """Analyse a block of 16 kHz mono int16 PCM; return the speech event it completes, if any.
+
+        Audio :meth:`skip` kept is analysed first, as far as the ring still holds it.
+        """
+        self._keep(pcm)
+        audio = bytes(self._ring[-(self._skipped + len(pcm)) :]) if self._skipped else pcm
+        self._skipped = 0
+        previous, self._state = self._state, await self._analyzer.analyze_audio(audio)
         if self._state == VADState.SPEAKING and previous in (VADState.QUIET, VADState.STARTING):
             return VadEvent.STARTED
         if self._state == VADState.QUIET and previous in (VADState.SPEAKING, VADState.STOPPING):
             return VadEvent.STOPPED
         return None
+
+    def skip(self, pcm: bytes) -> None:
+        """Keep a block for the pre-roll without running Silero on it: while an upstream VAD finds the
+        starts of speech, ours is needed only inside utterances. The next :meth:`process` catches up
+        on the last :data:`MAX_START_SECS` plus pre-roll, enough to know whether speech is going on."""
+        self._keep(pcm)
+        self._skipped = min(self._skipped + len(pcm), len(self._ring))
+
+    def _keep(self, pcm: bytes) -> None:
+        self._ring += pcm
+        del self._ring[: max(0, len(self._ring) - self._ring_limit)]
 
     def pre_roll(self, start_secs: float | None = None) -> bytes:
         """The latest audio covering speech confirmed after ``start_secs`` (default: ours) plus pre-roll."""

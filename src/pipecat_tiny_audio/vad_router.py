@@ -2,7 +2,8 @@
 
 Speech is segmented by an upstream VAD when one sends its frames (the service calls
 :meth:`VadRouter.begin`/:meth:`VadRouter.end` for them), else by the built-in Silero
-:class:`~pipecat_tiny_audio.vad.VadBuffer`. Either way the same VAD hears every block of audio.
+:class:`~pipecat_tiny_audio.vad.VadBuffer`. Under an upstream VAD the built-in one still listens
+within utterances, for the pauses below, but skips Silero between them.
 
 Why the final arrives fast: audio is fed as it arrives, and when the VAD sees a pause begin the
 router stops feeding the decoder and asks for a preview, a final computed right away, during the
@@ -62,7 +63,7 @@ class VadRouter:
 
     async def process(self, pcm: bytes) -> bool:
         """Route one block of PCM; ``True`` when the built-in VAD just heard the utterance end."""
-        event = await self._vad.process(pcm)
+        event = await self._listen(pcm)
         if event is VadEvent.STARTED and not self.upstream and not self.in_utterance:
             self.begin()  # the pre-roll includes this block
         elif self.in_utterance:
@@ -72,7 +73,7 @@ class VadRouter:
     async def flush(self, pcm: bytes) -> None:
         """Route the last audio before a stop (what the resampler held back)."""
         if pcm:
-            await self._vad.process(pcm)  # keeps the VAD's ring and state in step with the audio
+            await self._listen(pcm)  # keeps the VAD's ring and state in step with the audio
             if self.in_utterance:
                 self._route(_pcm_to_float(pcm))
 
@@ -106,6 +107,12 @@ class VadRouter:
 
     async def cleanup(self) -> None:
         await self._vad.cleanup()
+
+    async def _listen(self, pcm: bytes) -> VadEvent | None:
+        if self.upstream and not self.in_utterance:
+            self._vad.skip(pcm)  # the upstream VAD finds the start; ours listens for pauses within utterances
+            return None
+        return await self._vad.process(pcm)
 
     def _route(self, samples: np.ndarray) -> None:
         """Feed speech to the decoder; hold back a pause, previewing the final when it begins."""
