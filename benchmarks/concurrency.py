@@ -83,7 +83,7 @@ async def serve(system: str, args) -> dict:
     windows: list[list[tuple[float, float]]] = [[] for _ in range(n)]
     behind = [0.0] * n
     rss = PeakRss()
-    cpu = 0.0
+    cpu = wall = 0.0
 
     async def watch_backlog() -> None:
         while True:
@@ -96,11 +96,11 @@ async def serve(system: str, args) -> dict:
         await workers[i].queue_frame(EndFrame())
 
     async def feed_all() -> None:
-        nonlocal cpu
+        nonlocal cpu, wall
         await asyncio.sleep(1.0)  # let StartFrame reach every processor
-        cpu0 = cpu_seconds()
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(feed(i) for i in range(n)))
-        cpu = cpu_seconds() - cpu0
+        cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
 
     watchers = [asyncio.create_task(rss.watch()), asyncio.create_task(watch_backlog())]
     runner = WorkerRunner(handle_sigint=False)
@@ -138,6 +138,10 @@ async def serve(system: str, args) -> dict:
     if system == "ours":
         stats = stts[0].scheduler.stats
         result["passes_per_batch"] = stats.passes / max(1, stats.batches)
+        result["scheduler_busy"] = stats.busy_seconds / wall  # of the streaming time: 1.0 = always working
+        result["scheduler_cpu"] = stats.cpu_seconds / wall
+        result["lane_busy"] = stats.lane_busy_seconds / wall
+        result["lane_cpu"] = stats.lane_cpu_seconds / wall
         result["feature_mode"] = str(stts[0].model.feature_mode)
     return result
 
@@ -228,6 +232,14 @@ def main() -> None:
     print(
         f"\nfeature mode {ours[0]['feature_mode']}; {args.clips} clips per session; LLM passes per batch: "
         + ", ".join(f"N={r['sessions']} {r['passes_per_batch']:.2f}" for r in ours)
+    )
+    print(
+        "share of the streaming time the scheduler's thread / the encoder lane worked (and used CPU): "
+        + ", ".join(
+            f"N={r['sessions']} {r['scheduler_busy']:.0%} ({r['scheduler_cpu']:.0%}) / {r['lane_busy']:.0%} "
+            f"({r['lane_cpu']:.0%})"
+            for r in ours
+        )
     )
     print_table(results)
     print_targets(ours)

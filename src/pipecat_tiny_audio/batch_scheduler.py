@@ -71,11 +71,20 @@ IDLE_SECONDS = 2.0
 
 @dataclass
 class SchedulerStats:
-    """What the scheduler has run: ``passes / batches`` is the mean number of LLM passes per batch."""
+    """What the scheduler has run: ``passes / batches`` is the mean number of LLM passes per batch.
+
+    The busy and CPU seconds of its two threads say which of them limits how many sessions keep up:
+    a thread busy nearly all the time is the bottleneck, and CPU well below busy time means it waits
+    for the GIL (other Python of the process) or for cores.
+    """
 
     batches: int = 0  # batches of LLM passes (one forward each, for a Llama-family LLM)
     passes: int = 0  # LLM passes of decodes
     lane_computes: int = 0  # computes (chunk encodings) run on the encoder lane
+    busy_seconds: float = 0.0  # wall time the scheduler's thread spent on work
+    cpu_seconds: float = 0.0  # its CPU time meanwhile
+    lane_busy_seconds: float = 0.0  # the same for the encoder lane
+    lane_cpu_seconds: float = 0.0
 
 
 class Priority(IntEnum):
@@ -192,6 +201,7 @@ class BatchScheduler:
                         self._changed.notify_all()  # the lane ends too
                         return
                     jobs = list(self._jobs)
+                started, cpu = time.perf_counter(), time.thread_time()
                 try:
                     moved = self._step(jobs)
                 except Exception as error:  # a fault of the scheduler's own: fail its jobs, never leave them waiting
@@ -201,6 +211,8 @@ class BatchScheduler:
                             job.steps.close()
                             self._finish(job, None, error)
                     moved = True
+                self.stats.busy_seconds += time.perf_counter() - started
+                self.stats.cpu_seconds += time.thread_time() - cpu
                 if not moved:  # every job waits for the lane
                     with self._changed:
                         if all(job.computing for job in self._jobs):
@@ -220,7 +232,10 @@ class BatchScheduler:
                             return
                         self._changed.wait(IDLE_SECONDS)
                         job = self._take_compute()
+                started, cpu = time.perf_counter(), time.thread_time()
                 self._compute(job, lane=True)
+                self.stats.lane_busy_seconds += time.perf_counter() - started
+                self.stats.lane_cpu_seconds += time.thread_time() - cpu
 
     def _take_compute(self, above: Priority | None = None) -> _Job | None:
         """Claim the most urgent job whose compute waits (more urgent than ``above``, if given); hold the lock."""
