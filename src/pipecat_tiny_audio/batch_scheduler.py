@@ -45,10 +45,12 @@ The scheduler knows nothing of Pipecat; its threads start with the first job and
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -67,6 +69,7 @@ T = TypeVar("T")
 BATCH_TOKENS = 64
 PARTIAL_PATIENCE = 0.5  # seconds a partial may wait while other jobs run before it is skipped
 IDLE_SECONDS = 2.0
+_SCHEDULERS: weakref.WeakSet[BatchScheduler] = weakref.WeakSet()  # whose threads to end at exit
 
 
 @dataclass
@@ -148,7 +151,9 @@ class BatchScheduler:
         self._thread: threading.Thread | None = None
         self._lane: threading.Thread | None = None
         self._order = itertools.count()
+        self._exiting = False
         self.stats = SchedulerStats()
+        _SCHEDULERS.add(self)
 
     async def run(self, steps: Steps[T], priority: Priority, interrupt: threading.Event | None = None) -> T:
         """Run ``steps`` on the scheduler's thread and return their result.
@@ -186,6 +191,15 @@ class BatchScheduler:
         """Run ``fn(*args)`` on the scheduler's thread in its turn (every call into a model goes there)."""
         return await self.run(_call_steps(fn, args), priority)
 
+    def _end_threads(self) -> None:
+        """End the threads after their current unit of work (the interpreter is exiting)."""
+        with self._changed:
+            self._exiting = True
+            self._changed.notify_all()
+            threads = [t for t in (self._thread, self._lane) if t is not None]
+        for thread in threads:
+            thread.join(timeout=10.0)
+
     # -- the scheduler's thread ---------------------------------------------------------------
 
     def _serve(self) -> None:
@@ -194,9 +208,9 @@ class BatchScheduler:
         with torch.no_grad():
             while True:
                 with self._changed:
-                    if not self._jobs:
+                    if not self._jobs and not self._exiting:
                         self._changed.wait(IDLE_SECONDS)
-                    if not self._jobs:
+                    if not self._jobs or self._exiting:
                         self._thread = None
                         self._changed.notify_all()  # the lane ends too
                         return
@@ -225,13 +239,12 @@ class BatchScheduler:
         with torch.no_grad():
             while True:
                 with self._changed:
-                    job = self._take_compute()
-                    while job is None:
-                        if self._thread is None:
-                            self._lane = None
-                            return
+                    job = None
+                    while not self._exiting and (job := self._take_compute()) is None and self._thread is not None:
                         self._changed.wait(IDLE_SECONDS)
-                        job = self._take_compute()
+                    if job is None:
+                        self._lane = None
+                        return
                 started, cpu = time.perf_counter(), time.thread_time()
                 self._compute(job, lane=True)
                 self.stats.lane_busy_seconds += time.perf_counter() - started
@@ -325,3 +338,11 @@ class BatchScheduler:
         with self._changed:
             self._jobs.remove(job)
         job.deliver(result, error)
+
+
+@atexit.register
+def _end_all_threads() -> None:
+    """A daemon thread still inside a torch call when Python finalizes aborts the process
+    ("terminate called without an active exception"), so the threads end first."""
+    for scheduler in list(_SCHEDULERS):
+        scheduler._end_threads()
