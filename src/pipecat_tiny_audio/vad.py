@@ -4,9 +4,8 @@ A VAD confirms speech only after ``start_secs`` of it, so the first syllable has
 by: a short ring buffer (pre-roll) keeps it. The same VAD also tells the service when a pause
 begins, which is when it can start computing a final transcript speculatively.
 
-It wraps Pipecat's ``SileroVADAnalyzer`` (the Silero ONNX model Pipecat ships, on its own
-thread), so built-in segmentation behaves exactly like a ``VADProcessor`` with the same
-``VADParams``.
+It wraps Pipecat's ``SileroVADAnalyzer`` (the Silero ONNX model Pipecat ships), so built-in
+segmentation behaves exactly like a ``VADProcessor`` with the same ``VADParams``.
 """
 
 from __future__ import annotations
@@ -20,6 +19,20 @@ from pipecat_tiny_audio.audio import SAMPLE_RATE
 
 BYTES_PER_SECOND = 2 * SAMPLE_RATE  # 16 kHz mono int16
 MAX_START_SECS = 1.0  # the ring also covers an upstream VAD's start_secs, up to this much
+
+
+class _InlineSileroVAD(SileroVADAnalyzer):
+    """Pipecat's Silero VAD, run on the caller's thread.
+
+    Pipecat hands every block to the analyzer's own thread; for one stream that is harmless, but a
+    block costs Silero ~0.1 ms and the hop more: with eight sessions (sixteen VADs counting the
+    pipelines' own) the hops' thread switches kept the model's threads waiting for the GIL, and
+    running ours inline took the furthest a session fell behind from 1.3-1.8 s to 0.9-1.1 s
+    (``benchmarks/concurrency.py --sessions 8``). The analysis itself is Pipecat's own.
+    """
+
+    async def analyze_audio(self, buffer: bytes) -> VADState:
+        return self._run_analyzer(buffer)
 
 
 class VadEvent(Enum):
@@ -40,7 +53,7 @@ class VadBuffer:
     def __init__(self, params: VADParams | None = None, pre_roll_secs: float = 0.3):
         if pre_roll_secs < 0:
             raise ValueError("pre_roll_secs must be >= 0")
-        self._analyzer = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
+        self._analyzer = _InlineSileroVAD(sample_rate=SAMPLE_RATE, params=params)
         self._analyzer.set_sample_rate(SAMPLE_RATE)
         self._pre_roll_secs = pre_roll_secs
         self._ring = bytearray()
