@@ -27,8 +27,9 @@ class _InlineSileroVAD(SileroVADAnalyzer):
     Pipecat hands every block to the analyzer's own thread; for one stream that is harmless, but a
     block costs Silero ~0.1 ms and the hop more: with eight sessions (sixteen VADs counting the
     pipelines' own) the hops' thread switches kept the model's threads waiting for the GIL, and
-    running ours inline took the furthest a session fell behind from 1.3-1.8 s to 0.9-1.1 s
-    (``benchmarks/concurrency.py --sessions 8``). The analysis itself is Pipecat's own.
+    running ours inline took the furthest a session fell behind from 1.34-1.60 s (two runs) to
+    0.90-1.50 s (six runs) and final p90 from 746-892 ms to 450-645 ms
+    (``benchmarks/concurrency.py --sessions 8 --no-peer``). The analysis itself is Pipecat's own.
     """
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
