@@ -101,10 +101,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def restore_trainables(model: TinyAudioModel, state: dict[str, Any]) -> None:
-    """Load a checkpoint's projector and LoRA weights into ``model``."""
-    projector = {k.removeprefix("projector."): v for k, v in state["projector"].items()}
-    model.projector.load_state_dict(projector)
+def restore_trainables(model: TinyAudioModel, state: dict[str, Any], partial_encoder: bool = False) -> None:
+    """Load a checkpoint's projector (with any fine-tuned encoder layers) and LoRA weights into
+    ``model``; ``partial_encoder``: see :meth:`TinyAudioModel.load_trainable_state_dict`."""
+    model.load_trainable_state_dict(state["projector"], "the checkpoint", partial_encoder)
     if state.get("lora"):
         from peft import set_peft_model_state_dict
 

@@ -52,6 +52,8 @@ class StageConfig:
     grad_accum: int = 1
     train_projector: bool = True  # lora stage: also keep training the projector
     mask_features: bool = False  # SpecAugment-style time and channel masks on the cached features
+    # model.encoder_trained_layers > 0: those pretrained layers learn at this fraction of lr
+    encoder_lr_ratio: float = 0.1
     ctc_weight: float = 0.0  # lm/lora stages: add this times the alignment loss (keeps the recogniser aligned)
     # ctc stage of a projector with its own character head: also this times CTC of its output against
     # the LLM's token embeddings, so the LLM stages start from audio tokens it can already read

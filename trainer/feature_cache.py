@@ -9,6 +9,10 @@ utterance, each written atomically, so an interrupted caching pass simply resume
 The cache folder is keyed by the encoder (source name and a digest of its weights) and the feature
 mode (chunking and left context); a file inside it by the audio's identity (path, size and mtime,
 or a digest of in-memory audio). Changing any of these can never serve stale features.
+
+A run that fine-tunes the encoder's top layers caches instead what the layers below compute for
+each window (``.npz`` files of :class:`~trainer.top_layers.EncoderWindows`, ~4× the frames in
+chunked mode), and finishes the features in each step (:mod:`trainer.top_layers`).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from torch import nn
 from tqdm import tqdm
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE
-from pipecat_tiny_audio.features import FeatureMode, encode_audio
+from pipecat_tiny_audio.features import FeatureMode, encode_audio, encode_windows
 from pipecat_tiny_audio.sources import cache_dir
 from trainer.data import SkipCounter, SkipReason, SkipUtterance, Utterance, decode_utterance
+from trainer.top_layers import EncoderWindows
 
 FRAME_SECONDS = 0.02  # one encoder frame
 CACHE_VERSION = 1
@@ -66,17 +71,33 @@ def _weights_digest(encoder: nn.Module) -> str:
 
 
 class FeatureCache:
-    """Encoder features for utterances, computed once per (encoder, feature mode, audio file)."""
+    """Encoder features for utterances, computed once per (encoder, feature mode, audio file).
 
-    def __init__(self, encoder: nn.Module, encoder_source: str, mode: FeatureMode, root: str | Path | None = None):
+    With ``trained_layers`` > 0 it holds the windows below the encoder's top ``trained_layers``
+    layers instead (:meth:`load` returns :class:`EncoderWindows`).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        encoder_source: str,
+        mode: FeatureMode,
+        root: str | Path | None = None,
+        trained_layers: int = 0,
+    ):
+        if not 0 <= trained_layers <= len(encoder.layers):
+            raise ValueError(f"trained_layers must be in [0, {len(encoder.layers)}], got {trained_layers}")
         self.encoder = encoder
         self.mode = mode
+        self.trained_layers = trained_layers
         identity = {
             "version": CACHE_VERSION,
             "encoder_source": encoder_source,
             "encoder_weights": _weights_digest(encoder),
             "feature_mode": mode.to_dict(),
         }
+        if trained_layers:  # absent otherwise, so the frozen encoder's caches keep their folders
+            identity["below_trained_layers"] = trained_layers
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(encoder_source).name or encoder_source).strip("-")[:40]
         self.dir = Path(root or default_root()).expanduser() / f"{slug}-{digest}"
@@ -111,26 +132,46 @@ class FeatureCache:
         return h.hexdigest()[:32]
 
     def path(self, key: str) -> Path:
-        return self.dir / key[:2] / f"{key}.npy"
+        return self.dir / key[:2] / f"{key}.{'npz' if self.trained_layers else 'npy'}"
 
-    def load(self, key: str) -> torch.Tensor:
-        """Cached features (frames, d) as float32."""
+    def load(self, key: str) -> torch.Tensor | EncoderWindows:
+        """Cached features (frames, d) as float32, or the windows below the trained layers."""
+        if self.trained_layers:
+            with np.load(self.path(key)) as stored:
+                hidden = torch.from_numpy(stored["hidden"].astype(np.float32))
+                return EncoderWindows(hidden, torch.from_numpy(stored["spans"].astype(np.int64)))
         return torch.from_numpy(np.load(self.path(key)).astype(np.float32))
 
     def frames(self, key: str) -> int | None:
-        """Number of cached frames (read from the file header only), or None if not cached."""
+        """Number of cached feature frames (without reading the frames), or None if not cached."""
         try:
+            if self.trained_layers:
+                with np.load(self.path(key)) as stored:
+                    return int(stored["spans"][:, 2].sum())
             return int(np.load(self.path(key), mmap_mode="r").shape[0])
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             return None
 
-    def _store(self, key: str, features: torch.Tensor) -> None:
+    def _encode(self, samples: np.ndarray) -> tuple[int, dict[str, np.ndarray]]:
+        """(feature frames, arrays to store) of one utterance's audio."""
+        if self.trained_layers:
+            below = len(self.encoder.layers) - self.trained_layers
+            hidden, spans = encode_windows(self.encoder, samples, self.mode, below)
+            arrays = {"hidden": hidden.numpy().astype(np.float16), "spans": spans.numpy().astype(np.int32)}
+            return int(spans[:, 2].sum()), arrays
+        features = encode_audio(self.encoder, samples, self.mode)
+        return features.shape[0], {"features": features.numpy().astype(np.float16)}
+
+    def _store(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         path = self.path(key)
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".npy")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=path.suffix)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, features.cpu().numpy().astype(np.float16))
+                if self.trained_layers:
+                    np.savez(f, **arrays)
+                else:
+                    np.save(f, arrays["features"])
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -173,9 +214,9 @@ class FeatureCache:
                 except SkipUtterance as skip:
                     skips.record(skip.reason, utt.key, skip.detail)
                     continue
-                features = encode_audio(self.encoder, samples, self.mode)
-                self._store(key, features)
-                examples[index] = Example(utt.text.strip(), key, features.shape[0], utt.source, utt.key)
+                frames, arrays = self._encode(samples)
+                self._store(key, arrays)
+                examples[index] = Example(utt.text.strip(), key, frames, utt.source, utt.key)
                 audio_seconds += samples.size / SAMPLE_RATE
                 bar.set_postfix(audio_s_per_s=f"{audio_seconds / (time.perf_counter() - started):.0f}")
         skips.log_summary(desc)

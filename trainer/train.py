@@ -55,6 +55,7 @@ from trainer.feature_cache import Example, FeatureCache
 from trainer.feature_masking import mask_features
 from trainer.metrics import cer, normalize, wer
 from trainer.subword_units import learn_units, llm_token_units
+from trainer.top_layers import top_layer_features
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
@@ -233,7 +234,7 @@ def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
     new_head = model.projector.vocabulary and model.projector.vocabulary.units != pretrained.projector.vocabulary.units
     if new_head:
         projector = _head_carried_over(model.projector, pretrained.projector, projector)
-    restore_trainables(model, {"projector": projector, "lora": pretrained.adapter_state_dict()})
+    restore_trainables(model, {"projector": projector, "lora": pretrained.adapter_state_dict()}, partial_encoder=True)
     what = "projector and LoRA weights" if pretrained.config.lora_rank > 0 else "projector weights (no LoRA in it)"
     logger.info(f"{what} initialised from {source}")
 
@@ -261,6 +262,14 @@ def _head_carried_over(
 
 def _comparable(value: Any) -> Any:
     return sorted(value) if isinstance(value, (list, set, tuple)) else value
+
+
+def encoder_features(model: TinyAudioModel, cache: FeatureCache, examples: Sequence[Example]) -> list[torch.Tensor]:
+    """The encoder features of ``examples``: cached, or finished by the model's trained top layers."""
+    loaded = [cache.load(e.key) for e in examples]
+    if not cache.trained_layers:
+        return loaded
+    return top_layer_features(model.encoder, loaded, cache.trained_layers)
 
 
 def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,13 +336,15 @@ def lm_loss(model: TinyAudioModel, features: list[torch.Tensor], texts: list[str
 
 
 def stage_parameters(model: TinyAudioModel, head: CTCHead | None, stage: StageConfig) -> list[torch.nn.Parameter]:
-    """Freeze everything, then unfreeze (and return, in a fixed order) what ``stage`` trains."""
+    """Freeze everything, then unfreeze (and return, in a fixed order) what ``stage`` trains. The
+    fine-tuned encoder layers, if any, train with the projector."""
     model.requires_grad_(False)
     if head is not None:
         head.requires_grad_(False)
     named = []
     if stage.name in ("ctc", "lm") or stage.train_projector:
         named += list(model.projector.named_parameters())
+        named += [(n, p) for module in model.trained_encoder_modules().values() for n, p in module.named_parameters()]
     if stage.name == "ctc" and head is not None:
         named += list(head.named_parameters())
     if stage.name == "lora":
@@ -346,12 +357,24 @@ def stage_parameters(model: TinyAudioModel, head: CTCHead | None, stage: StageCo
     return [p for _, p in named]
 
 
-def make_optimizer(params: list[torch.nn.Parameter], stage: StageConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on norms, the blank vector or the logit scale)."""
+def make_optimizer(
+    params: list[torch.nn.Parameter], stage: StageConfig, pretrained: Sequence[torch.nn.Parameter] = ()
+) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on norms, the blank vector or the logit scale). The
+    ``pretrained`` ones among ``params`` (fine-tuned encoder layers) learn at ``stage.encoder_lr_ratio``
+    of the rate."""
+    slow = {id(p) for p in pretrained}
+    new, old = [p for p in params if id(p) not in slow], [p for p in params if id(p) in slow]
     groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": stage.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        {"params": [p for p in new if p.ndim >= 2], "weight_decay": stage.weight_decay},
+        {"params": [p for p in new if p.ndim < 2], "weight_decay": 0.0},
     ]
+    if old:
+        lr = stage.lr * stage.encoder_lr_ratio
+        groups += [
+            {"params": [p for p in old if p.ndim >= 2], "weight_decay": stage.weight_decay, "lr": lr},
+            {"params": [p for p in old if p.ndim < 2], "weight_decay": 0.0, "lr": lr},
+        ]
     return torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.98))
 
 
@@ -426,14 +449,14 @@ def evaluate_dev(
     for prefix, scored in heads.items():
         hyps = []
         for start in range(0, len(dev), 16):
-            hyps += ctc_transcripts(model, scored, [cache.load(e.key) for e in dev[start : start + 16]])
+            hyps += ctc_transcripts(model, scored, encoder_features(model, cache, dev[start : start + 16]))
         result.update(error_rates(prefix, dev, hyps))
     if stage.name == "ctc":
         result.update({"dev_" + key[4:]: value for key, value in result.items() if key.startswith("ctc_")})
         result["dev_utterances"] = len(dev)
     else:
         subset = evenly_spaced(dev, max_utterances)
-        hyps = [model.transcribe_features(cache.load(e.key)) for e in subset]
+        hyps = [model.transcribe_features(encoder_features(model, cache, [e])[0]) for e in subset]
         result.update(error_rates("dev", subset, hyps), dev_utterances=len(subset))
     model.train()
     model.encoder.eval()
@@ -547,12 +570,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def feature_cache(config: Config) -> FeatureCache:
-    """The feature cache of this config's encoder (loaded here) and feature mode."""
+    """The feature cache of this config's encoder (loaded here), feature mode and trained layers."""
     source = config.model["encoder_source"]
     mode = FeatureMode(
         config.model["chunk_seconds"], config.model["left_context_seconds"], config.model["right_context_seconds"]
     )
-    return FeatureCache(load_whisper_encoder(source), source, mode, config.feature_cache)
+    trained = config.model["encoder_trained_layers"]
+    return FeatureCache(load_whisper_encoder(source), source, mode, config.feature_cache, trained)
 
 
 def train_step(
@@ -570,7 +594,7 @@ def train_step(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total = 0.0
     for batch in batches:
-        features = [cache.load(e.key) for e in batch]
+        features = encoder_features(model, cache, batch)
         if stage.mask_features:
             features = [mask_features(f) for f in features]
         texts = [e.text for e in batch]
@@ -685,7 +709,8 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
             if progress["stage_index"] != stage_index:
                 progress.update(stage_index=stage_index, stage_step=0)
             params = stage_parameters(model, head, stage)
-            optimizer = make_optimizer(params, stage)
+            encoder_params = [p for m in model.trained_encoder_modules().values() for p in m.parameters()]
+            optimizer = make_optimizer(params, stage, encoder_params)
             scheduler = make_scheduler(optimizer, stage)
             if state is not None and progress["stage_step"] > 0:
                 optimizer.load_state_dict(state["optimizer"])

@@ -7,7 +7,7 @@ window (1.0 s left context + 0.48 s chunk + 0.48 s look-ahead = 98 frames, of wh
 against the recogniser's own forward and backward, on one thread, for the same 16 clips of 3.5 s,
 twice: the whole layer over the whole window, and the layer computed only where the chunk's frames need
 it (keys and values over the window, queries, attention output and MLP over the chunk's 24 frames: the
-same outputs there, which it checks):
+same outputs there, which it checks; the trainer's :func:`~trainer.top_layers.top_layer_features`):
 
     PYTHONPATH=. python docs/probes/top_layer_cost.py --model checkpoints/recogniser
 """
@@ -21,6 +21,7 @@ import torch
 
 from trainer.checkpoint import load_model
 from trainer.ctc import character_ctc_loss
+from trainer.top_layers import EncoderWindows, top_layer_features
 
 
 def seconds_per_call(fn, repeats: int = 3) -> float:
@@ -44,26 +45,28 @@ def main() -> None:
     window_frames = (mode.context_samples + mode.chunk_samples + mode.lookahead_samples) // 320
     chunks = round(args.clip_seconds / (chunk_frames * 0.02))
     d = model.encoder.config.d_model
-    top = model.encoder.layers[-1].train()
-    for p in top.parameters():
+    encoder = model.encoder
+    top = encoder.layers[-1]
+    for p in [*top.parameters(), *encoder.layer_norm.parameters()]:
         p.requires_grad_(True)
     below = torch.randn(args.batch_size * chunks, window_frames, d)
+    first = mode.context_samples // 320
+    spans = torch.tensor([[window_frames, first, chunk_frames]] * chunks)
+    clips = [EncoderWindows(x.reshape(-1, d), spans) for x in below.split(chunks)]
+
+    def whole_layer() -> torch.Tensor:
+        out = top(below, None)
+        return encoder.layer_norm(out[0] if isinstance(out, tuple) else out)
 
     def top_layer_step() -> None:
-        out = top(below, None)
-        (out[0] if isinstance(out, tuple) else out).square().mean().backward()
-
-    first = mode.context_samples // 320
+        whole_layer().square().mean().backward()
 
     def chunk_queries_step() -> None:
-        chunk_queries(top, below, first, chunk_frames).square().mean().backward()
+        torch.cat(top_layer_features(encoder, clips, 1)).square().mean().backward()
 
-    top.eval()  # no dropout, to compare the two ways
-    with torch.no_grad():
-        whole = top(below, None)
-        whole = (whole[0] if isinstance(whole, tuple) else whole)[:, first : first + chunk_frames]
-        gap = (whole - chunk_queries(top, below, first, chunk_frames)).abs().max().item()
-    top.train()
+    with torch.no_grad():  # Whisper base has no dropout: the two ways must agree
+        whole = whole_layer()[:, first : first + chunk_frames].reshape(-1, d)
+        gap = (whole - torch.cat(top_layer_features(encoder, clips, 1))).abs().max().item()
 
     projector = model.projector.train()
     features = [torch.randn(chunks * chunk_frames, d) for _ in range(args.batch_size)]
@@ -84,24 +87,6 @@ def main() -> None:
         f"the layer at the chunk's {chunk_frames} frames only: {chunk_s:.2f} s -> a step costs "
         f"{(chunk_s + body_s) / body_s:.1f}x; its outputs differ from the whole layer's by at most {gap:.1e}"
     )
-
-
-def chunk_queries(layer, window: torch.Tensor, first: int, frames: int) -> torch.Tensor:
-    """A Whisper encoder layer's output at ``window[:, first:first + frames]`` only: keys and values
-    need every frame of the window, the rest of the layer only those frames."""
-    attention = layer.self_attn
-    batch, heads, head_dim = window.shape[0], attention.num_heads, attention.head_dim
-    normed = layer.self_attn_layer_norm(window)
-
-    def split(x: torch.Tensor) -> torch.Tensor:
-        return x.view(batch, -1, heads, head_dim).transpose(1, 2)
-
-    query = split(attention.q_proj(normed[:, first : first + frames]) * attention.scaling)
-    attended = torch.nn.functional.scaled_dot_product_attention(
-        query, split(attention.k_proj(normed)), split(attention.v_proj(normed)), scale=1.0
-    )
-    hidden = window[:, first : first + frames] + attention.out_proj(attended.transpose(1, 2).reshape(batch, frames, -1))
-    return hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ class TinyAudioConfig(PretrainedConfig):
             candidate's finished words while the beam is pruned, once per chunk (``0, 0``: none).
             All four weights were chosen together on clips neither dev nor test
             (``docs/probes/llm_fusion.py``; docs/ablations.md).
+        encoder_trained_layers: how many of the encoder's top layers (with its final layer norm)
+            were fine-tuned; their weights are in the checkpoint and replace the source's. 0: the
+            encoder is the source's, frozen.
     """
 
     model_type = "tiny_audio"
@@ -78,6 +81,7 @@ class TinyAudioConfig(PretrainedConfig):
         rescore_word_bonus: float = 0.0,
         fusion_lm_weight: float = 0.3,
         fusion_word_bonus: float = 1.0,
+        encoder_trained_layers: int = 0,
         **kwargs,
     ):
         self.encoder_source = encoder_source
@@ -106,6 +110,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.rescore_word_bonus = rescore_word_bonus
         self.fusion_lm_weight = fusion_lm_weight
         self.fusion_word_bonus = fusion_word_bonus
+        self.encoder_trained_layers = encoder_trained_layers
         super().__init__(**kwargs)
 
     @classmethod

@@ -106,12 +106,20 @@ def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def _window_audio(audio: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``audio`` padded to whole 20 ms frames, and its frame count (at most Whisper's 30 s)."""
+    audio = torch.nn.functional.pad(audio, (0, (-audio.numel()) % SAMPLES_PER_FRAME))
+    return audio, audio.numel() // SAMPLES_PER_FRAME
+
+
 @torch.no_grad()
-def _encode_window(encoder: nn.Module, audio: torch.Tensor) -> torch.Tensor:
-    """Run a Whisper encoder on exactly the frames of ``audio`` (padded to 20 ms): (frames, d)."""
-    pad = (-audio.numel()) % SAMPLES_PER_FRAME
-    audio = torch.nn.functional.pad(audio, (0, pad))
-    frames = audio.numel() // SAMPLES_PER_FRAME
+def _encode_window(encoder: nn.Module, audio: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+    """Run a Whisper encoder on exactly the frames of ``audio`` (padded to 20 ms): (frames, d).
+
+    ``layers`` stops after that many Transformer layers, before the final layer norm: the input of
+    the layers a trainer fine-tunes (:func:`encode_windows`).
+    """
+    audio, frames = _window_audio(audio)
     max_frames = encoder.embed_positions.num_embeddings
     if frames > max_frames:
         raise ValueError(f"audio window of {frames * 0.02:.1f} s exceeds the encoder's 30 s limit")
@@ -120,10 +128,22 @@ def _encode_window(encoder: nn.Module, audio: torch.Tensor) -> torch.Tensor:
     hidden = nn.functional.gelu(encoder.conv1(mel.unsqueeze(0)))
     hidden = nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
     hidden = hidden + encoder.embed_positions.weight[:frames]
-    for layer in encoder.layers:
+    for layer in encoder.layers[:layers]:
         out = layer(hidden, None)
         hidden = out[0] if isinstance(out, tuple) else out
+    if layers is not None and layers < len(encoder.layers):
+        return hidden[0].float()
     return encoder.layer_norm(hidden)[0].float()
+
+
+def _chunk_window(chunk: torch.Tensor, context: torch.Tensor, lookahead: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """The audio Whisper sees for ``chunk``, and where the chunk's own frames are in it (first, count)."""
+    if lookahead.numel() and chunk.numel() % SAMPLES_PER_FRAME:
+        raise ValueError("a chunk with look-ahead must be whole 20 ms frames")
+    # Keep context frame-aligned so the chunk's frames line up with an offline pass.
+    context = context[context.numel() % SAMPLES_PER_FRAME :]
+    first = context.numel() // SAMPLES_PER_FRAME
+    return torch.cat([context, chunk, lookahead]), first, -(-chunk.numel() // SAMPLES_PER_FRAME)
 
 
 def encode_chunk(
@@ -139,13 +159,15 @@ def encode_chunk(
         return torch.zeros(0, encoder.config.d_model)
     context = _as_tensor(context) if context is not None and len(context) else chunk[:0]
     lookahead = _as_tensor(lookahead) if lookahead is not None and len(lookahead) else chunk[:0]
-    if lookahead.numel() and chunk.numel() % SAMPLES_PER_FRAME:
-        raise ValueError("a chunk with look-ahead must be whole 20 ms frames")
-    # Keep context frame-aligned so the chunk's frames line up with an offline pass.
-    context = context[context.numel() % SAMPLES_PER_FRAME :]
-    first = context.numel() // SAMPLES_PER_FRAME
-    frames = _encode_window(encoder, torch.cat([context, chunk, lookahead]))
-    return frames[first : first + -(-chunk.numel() // SAMPLES_PER_FRAME)]
+    window, first, frames = _chunk_window(chunk, context, lookahead)
+    return _encode_window(encoder, window)[first : first + frames]
+
+
+def _chunk_parts(audio: torch.Tensor, start: int, mode: FeatureMode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(context, chunk, look-ahead) of ``audio``'s chunk starting at ``start``."""
+    end = start + mode.chunk_samples
+    context = audio[max(0, start - mode.context_samples) : start]
+    return context, audio[start:end], audio[end : end + mode.lookahead_samples]
 
 
 def encode_chunk_at(
@@ -153,9 +175,8 @@ def encode_chunk_at(
 ) -> torch.Tensor:
     """Frames of ``audio``'s chunk starting at ``start``, with the context ``mode`` gives it: what
     :func:`encode_audio` computes for that chunk, whenever enough of ``audio`` has arrived."""
-    end = start + mode.chunk_samples
-    context = audio[max(0, start - mode.context_samples) : start]
-    return encode_chunk(encoder, audio[start:end], context, audio[end : end + mode.lookahead_samples])
+    context, chunk, lookahead = _chunk_parts(audio, start, mode)
+    return encode_chunk(encoder, chunk, context, lookahead)
 
 
 def encode_audio(
@@ -172,3 +193,31 @@ def encode_audio(
     if step is None:
         return _encode_window(encoder, audio)
     return torch.cat([encode_chunk_at(encoder, audio, start, mode) for start in range(0, audio.numel(), step)])
+
+
+def encode_windows(
+    encoder: nn.Module, audio: np.ndarray | torch.Tensor, mode: FeatureMode, layers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the encoder's first ``layers`` layers compute for every window :func:`encode_audio`
+    runs: the input of the top layers when a trainer fine-tunes them on cached features.
+
+    Returns the windows' frames one after another (sum of window lengths, d) and, per window, its
+    length and where its chunk's own frames are in it: ``(n_windows, 3)`` of (length, first, count).
+    Running the remaining layers and the final layer norm on each window and keeping
+    ``[first : first + count]`` gives exactly :func:`encode_audio`'s features.
+    """
+    if not 0 <= layers < len(encoder.layers):
+        raise ValueError(f"layers must be in [0, {len(encoder.layers)}), got {layers}")
+    audio = _as_tensor(audio)
+    if mode.chunk_samples is None:
+        parts = [(audio[:0], audio, audio[:0])] if audio.numel() else []
+    else:
+        parts = [_chunk_parts(audio, start, mode) for start in range(0, audio.numel(), mode.chunk_samples)]
+    hidden, spans = [], []
+    for context, chunk, lookahead in parts:
+        window, first, count = _chunk_window(chunk, context, lookahead)
+        hidden.append(_encode_window(encoder, window, layers))
+        spans.append((hidden[-1].shape[0], first, count))
+    if not hidden:
+        return torch.zeros(0, encoder.config.d_model), torch.zeros(0, 3, dtype=torch.long)
+    return torch.cat(hidden), torch.tensor(spans, dtype=torch.long)

@@ -1,12 +1,13 @@
 """TinyAudioModel: frozen Whisper encoder → trained projector → causal LLM with LoRA.
 
 Plain tensors in, plain tensors out; nothing here knows about Pipecat. The checkpoint folder
-holds only what training changes (projector, LoRA adapter, tokenizer with the ``<audio>``
-token) plus a config naming the encoder and LLM sources.
+holds only what training changes (projector, any fine-tuned top encoder layers, LoRA adapter,
+tokenizer with the ``<audio>`` token) plus a config naming the encoder and LLM sources.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -85,8 +86,10 @@ class TinyAudioModel(PreTrainedModel):
 
     def __init__(self, config: TinyAudioConfig, encoder=None, llm=None, tokenizer=None):
         super().__init__(config)
-        self.encoder = encoder if encoder is not None else load_whisper_encoder(config.encoder_source)
-        self.encoder.requires_grad_(False).eval()
+        encoder = encoder if encoder is not None else load_whisper_encoder(config.encoder_source)
+        if config.encoder_trained_layers:
+            encoder = _with_own_top_layers(encoder, config.encoder_trained_layers)
+        self.encoder = encoder.requires_grad_(False).eval()
         if llm is None:
             llm, loaded_tokenizer = load_llm(config.llm_source)
             tokenizer = tokenizer or loaded_tokenizer
@@ -298,9 +301,50 @@ class TinyAudioModel(PreTrainedModel):
 
     # -- checkpoints ------------------------------------------------------------------------
 
+    def trained_encoder_modules(self) -> dict[str, torch.nn.Module]:
+        """The encoder's fine-tuned modules (top layers, final norm) by state-dict prefix; none when frozen."""
+        layers, n = self.encoder.layers, self.config.encoder_trained_layers
+        if not n:
+            return {}
+        return {f"encoder.layers.{i}": layers[i] for i in range(len(layers) - n, len(layers))} | {
+            "encoder.layer_norm": self.encoder.layer_norm
+        }
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Projector weights (prefixed ``projector.``) as written to ``model.safetensors``."""
-        return {f"projector.{k}": v.detach().cpu().contiguous() for k, v in self.projector.state_dict().items()}
+        """Projector weights (prefixed ``projector.``) and fine-tuned encoder weights (``encoder.``),
+        as written to ``model.safetensors``."""
+        parts = {"projector": self.projector, **self.trained_encoder_modules()}
+        return {
+            f"{prefix}.{k}": v.detach().cpu().contiguous()
+            for prefix, module in parts.items()
+            for k, v in module.state_dict().items()
+        }
+
+    def load_trainable_state_dict(
+        self, state: dict[str, torch.Tensor], source: str, partial_encoder: bool = False
+    ) -> None:
+        """Load :meth:`trainable_state_dict`'s weights. ``partial_encoder`` lets the encoder layers this
+        model trains but ``state`` lacks keep their current weights (a run starting from a model
+        that trained fewer layers)."""
+        parts = {"projector": self.projector, **self.trained_encoder_modules()}
+        unknown = [k for k in state if not any(k.startswith(prefix + ".") for prefix in parts)]
+        if unknown:
+            raise CheckpointError(
+                f"{source} has weights this model does not train: {unknown[:3]} "
+                f"(encoder_trained_layers={self.config.encoder_trained_layers})"
+            )
+        for prefix, module in parts.items():
+            weights = {k.removeprefix(prefix + "."): v for k, v in state.items() if k.startswith(prefix + ".")}
+            if not weights and partial_encoder and prefix != "projector":
+                continue
+            what = f"{self.config.projector_type!r} projector" if prefix == "projector" else prefix
+            mismatch = f"{source} does not match the {what}"
+            try:
+                missing, unexpected = module.load_state_dict(weights, strict=False)
+            except RuntimeError as e:  # shape mismatch
+                raise CheckpointError(f"{mismatch}: {e}") from None
+            if missing or unexpected:
+                raise CheckpointError(f"{mismatch}: missing {missing}, unexpected {unexpected}")
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         if self.config.lora_rank <= 0:
@@ -361,14 +405,7 @@ class TinyAudioModel(PreTrainedModel):
 
     def _load_trainables(self, folder: Path) -> None:
         state = _load_safetensors(folder / PROJECTOR_FILE, required=True)
-        projector = {k.removeprefix("projector."): v for k, v in state.items() if k.startswith("projector.")}
-        mismatch = f"{folder / PROJECTOR_FILE} does not match the {self.config.projector_type!r} projector"
-        try:
-            missing, unexpected = self.projector.load_state_dict(projector, strict=False)
-        except RuntimeError as e:  # shape mismatch
-            raise CheckpointError(f"{mismatch}: {e}") from None
-        if missing or unexpected:
-            raise CheckpointError(f"{mismatch}: missing {missing}, unexpected {unexpected}")
+        self.load_trainable_state_dict(state, str(folder / PROJECTOR_FILE))
         if self.config.lora_rank <= 0:
             return
         adapter = _load_safetensors(folder / ADAPTER_FILE, required=False)
@@ -380,6 +417,19 @@ class TinyAudioModel(PreTrainedModel):
         result = set_peft_model_state_dict(self.llm, adapter)
         if getattr(result, "unexpected_keys", None):
             raise CheckpointError(f"{folder / ADAPTER_FILE} has unexpected keys {result.unexpected_keys[:5]}")
+
+
+def _with_own_top_layers(encoder: torch.nn.Module, layers: int) -> torch.nn.Module:
+    """``encoder`` with its own copies of its top ``layers`` layers and final norm (the rest shared),
+    so fine-tuned weights never reach another model that shares the loaded encoder."""
+    if not 0 < layers <= len(encoder.layers):
+        raise ValueError(f"encoder_trained_layers must be in [0, {len(encoder.layers)}], got {layers}")
+    own = copy.copy(encoder)
+    own._modules, own._parameters, own._buffers = dict(own._modules), dict(own._parameters), dict(own._buffers)
+    top = len(encoder.layers) - layers
+    own.layers = torch.nn.ModuleList([*encoder.layers[:top], *(copy.deepcopy(x) for x in encoder.layers[top:])])
+    own.layer_norm = copy.deepcopy(encoder.layer_norm)
+    return own
 
 
 def _checkpoint_folder(source: str) -> Path:
@@ -434,6 +484,7 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "projector_options": (dict, type(None)),
     "max_new_tokens": (int,),
     "max_tokens_per_second": (int, float),
+    "encoder_trained_layers": (int,),
 }
 
 
