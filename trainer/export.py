@@ -97,7 +97,12 @@ def model_card(
         "",
         "| part | setting |",
         "|---|---|",
-        f"| audio encoder (frozen) | `{config.encoder_source}` |",
+        f"| audio encoder | `{config.encoder_source}`, "
+        + (
+            f"top {config.encoder_trained_layers} layer(s) fine-tuned |"
+            if config.encoder_trained_layers
+            else "frozen |"
+        ),
         f"| LLM decoder (frozen) | `{config.llm_source}` |",
         f"| projector | `{config.projector_type}`, {config.stack_factor} frames per token "
         f"({50 / config.stack_factor:g} tokens/s), hidden {config.projector_hidden_dim} |",
