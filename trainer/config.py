@@ -272,7 +272,8 @@ def load_config(
     tree = base if base is not None else Config().to_dict()
     if experiment is not None:
         loaded = yaml.safe_load(experiment_path(str(experiment)).read_text()) or {}
-        tree = _merge(tree, loaded, "")
+        # Rebuilt with every default spelled out, so `stages.0.KEY=...` reaches keys the YAML left out.
+        tree = _build(Config, _merge(tree, loaded, "")).to_dict()
     for key, value in parse_overrides(overrides):
         _set(tree, key, value)
     return _build(Config, tree)
