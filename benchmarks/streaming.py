@@ -257,6 +257,7 @@ def summarize(raw: dict) -> dict:
         "rtf": raw["cpu"] / raw["streamed"],
         "peak_rss_mb": raw["peak_rss"] / 2**20,
         "load_seconds": raw["load_seconds"],
+        "transcripts": [{"ref": r, "hyp": h} for r, h in zip(turns["refs"], turns["hyps"], strict=True)],
     }
 
 
@@ -388,6 +389,9 @@ def main() -> None:
     parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
     parser.add_argument("--breakdown", action="store_true", help="time each decoding component instead")
     parser.add_argument("--timeline", action="store_true", help="time the final against the VAD stop instead")
+    parser.add_argument(
+        "--transcripts", type=Path, help="write each clip's normalized reference and transcripts here (JSONL)"
+    )
     parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -427,6 +431,11 @@ def main() -> None:
     if args.peer:
         ratio = results["WhisperSTTService"]["final_p50_ms"] / results["TinyAudioSTT"]["final_p50_ms"]
         print(f"final latency p50 ratio, WhisperSTTService / TinyAudioSTT: {ratio:.2f}")
+    if args.transcripts:
+        with args.transcripts.open("w") as f:
+            for i, clip in enumerate(results["TinyAudioSTT"]["transcripts"]):
+                hyps = {name: result["transcripts"][i]["hyp"] for name, result in results.items()}
+                f.write(json.dumps({"ref": clip["ref"], **hyps}) + "\n")
 
 
 if __name__ == "__main__":
