@@ -156,9 +156,12 @@ class FeatureCache:
         """(feature frames, arrays to store) of one utterance's audio."""
         if self.trained_layers:
             below = len(self.encoder.layers) - self.trained_layers
-            hidden, spans = encode_windows(self.encoder, samples, self.mode, below)
-            arrays = {"hidden": hidden.numpy().astype(np.float16), "spans": spans.numpy().astype(np.int32)}
-            return int(spans[:, 2].sum()), arrays
+            windows = EncoderWindows(*encode_windows(self.encoder, samples, self.mode, below))
+            arrays = {
+                "hidden": windows.hidden.numpy().astype(np.float16),
+                "spans": windows.spans.numpy().astype(np.int32),
+            }
+            return windows.frames, arrays
         features = encode_audio(self.encoder, samples, self.mode)
         return features.shape[0], {"features": features.numpy().astype(np.float16)}
 

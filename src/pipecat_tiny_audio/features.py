@@ -106,12 +106,6 @@ def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _window_audio(audio: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``audio`` padded to whole 20 ms frames, and its frame count (at most Whisper's 30 s)."""
-    audio = torch.nn.functional.pad(audio, (0, (-audio.numel()) % SAMPLES_PER_FRAME))
-    return audio, audio.numel() // SAMPLES_PER_FRAME
-
-
 @torch.no_grad()
 def _encode_window(encoder: nn.Module, audio: torch.Tensor, layers: int | None = None) -> torch.Tensor:
     """Run a Whisper encoder on exactly the frames of ``audio`` (padded to 20 ms): (frames, d).
@@ -119,7 +113,8 @@ def _encode_window(encoder: nn.Module, audio: torch.Tensor, layers: int | None =
     ``layers`` stops after that many Transformer layers, before the final layer norm: the input of
     the layers a trainer fine-tunes (:func:`encode_windows`).
     """
-    audio, frames = _window_audio(audio)
+    audio = torch.nn.functional.pad(audio, (0, (-audio.numel()) % SAMPLES_PER_FRAME))
+    frames = audio.numel() // SAMPLES_PER_FRAME
     max_frames = encoder.embed_positions.num_embeddings
     if frames > max_frames:
         raise ValueError(f"audio window of {frames * 0.02:.1f} s exceeds the encoder's 30 s limit")
@@ -131,7 +126,7 @@ def _encode_window(encoder: nn.Module, audio: torch.Tensor, layers: int | None =
     for layer in encoder.layers[:layers]:
         out = layer(hidden, None)
         hidden = out[0] if isinstance(out, tuple) else out
-    if layers is not None and layers < len(encoder.layers):
+    if layers is not None:
         return hidden[0].float()
     return encoder.layer_norm(hidden)[0].float()
 

@@ -310,13 +310,15 @@ class TinyAudioModel(PreTrainedModel):
             "encoder.layer_norm": self.encoder.layer_norm
         }
 
+    def _trained_parts(self) -> dict[str, torch.nn.Module]:
+        return {"projector": self.projector, **self.trained_encoder_modules()}
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Projector weights (prefixed ``projector.``) and fine-tuned encoder weights (``encoder.``),
         as written to ``model.safetensors``."""
-        parts = {"projector": self.projector, **self.trained_encoder_modules()}
         return {
             f"{prefix}.{k}": v.detach().cpu().contiguous()
-            for prefix, module in parts.items()
+            for prefix, module in self._trained_parts().items()
             for k, v in module.state_dict().items()
         }
 
@@ -326,7 +328,7 @@ class TinyAudioModel(PreTrainedModel):
         """Load :meth:`trainable_state_dict`'s weights. ``partial_encoder`` lets the encoder layers this
         model trains but ``state`` lacks keep their current weights (a run starting from a model
         that trained fewer layers)."""
-        parts = {"projector": self.projector, **self.trained_encoder_modules()}
+        parts = self._trained_parts()
         unknown = [k for k in state if not any(k.startswith(prefix + ".") for prefix in parts)]
         if unknown:
             raise CheckpointError(
