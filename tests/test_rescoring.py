@@ -10,6 +10,7 @@ import torch
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import CharacterVocabulary
 from pipecat_tiny_audio.decoding import run_steps
+from pipecat_tiny_audio.lexicon import Lexicon
 from pipecat_tiny_audio.rescoring import (
     SCORING_CONTEXT,
     FusedBeamSearch,
@@ -69,6 +70,45 @@ def test_the_language_model_score_can_overrule_the_acoustics():
     assert best_hypothesis(hypotheses, [-40.0, -30.0], lm_weight=0.0, word_bonus=0.0) == "se a timer"
     assert best_hypothesis(hypotheses, [-40.0, -30.0], lm_weight=0.5, word_bonus=0.0) == "set a timer"
     assert best_hypothesis([], [], lm_weight=0.5, word_bonus=0.0) == ""
+
+
+def test_an_out_of_lexicon_penalty_picks_the_spelling_that_is_a_word():
+    hypotheses = [("closees early", -1.0), ("closes early", -1.5)]
+    lexicon = Lexicon(["closes", "early"])
+    assert best_hypothesis(hypotheses, [0.0, 0.0], lm_weight=0.0, word_bonus=0.0) == "closees early"
+    picked = best_hypothesis(hypotheses, [0.0, 0.0], lm_weight=0.0, word_bonus=0.0, oov_penalty=1.0, lexicon=lexicon)
+    assert picked == "closes early"
+    with pytest.raises(ValueError, match="lexicon"):
+        best_hypothesis(hypotheses, [0.0, 0.0], lm_weight=0.0, word_bonus=0.0, oov_penalty=1.0)
+
+
+def test_the_beam_keeps_a_word_the_acoustics_alone_would_prune():
+    vocabulary = CharacterVocabulary(characters="abx ")
+    # The first frame prefers "x" a little over "a": the acoustics alone spell "xb a", the lexicon knows
+    # "ab". A word is judged once the next one starts, so the beam must still hold both by then.
+    frames = [
+        [0.0, 0.35, 0.0, 0.45, 0.2],
+        [0.0, 0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 1.0],
+        [0.0, 1.0, 0.0, 0.0, 0.0],
+    ]
+    log_probs = torch.tensor(frames).clamp_min(1e-9).log()
+
+    def best(oov_penalty: float) -> str:
+        search = FusedBeamSearch(
+            vocabulary,
+            beam=2,
+            lm_weight=0.0,
+            word_bonus=0.0,
+            every=12,
+            oov_penalty=oov_penalty,
+            lexicon=Lexicon(["ab"]),
+        )
+        list(search.advance_steps(log_probs))
+        return search.best().strip()
+
+    assert best(0.0) == "xb a"
+    assert best(1.0) == "ab a"
 
 
 def test_smollm2_prefers_english_to_phonetic_spelling(base_model):

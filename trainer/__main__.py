@@ -4,6 +4,7 @@ A typical run (each command has --help):
 
   python -m trainer synth --out data/synth --n 30000       # offline TTS corpus
   python -m trainer sentences --out data/llm.txt --n 6000  # more text: sampled from the bundled LLM
+  python -m trainer lexicon                                # rebuild the package's English word list
   python -m trainer features --config base                 # encoder features, resumable
   python -m trainer train --config base                    # Ctrl-C / SIGTERM save a checkpoint
   python -m trainer train --config base --resume           # continue exactly where it stopped
@@ -108,6 +109,12 @@ def cmd_sentences(args: argparse.Namespace) -> None:
     sys.exit(run_sentences(args))
 
 
+def cmd_lexicon(args: argparse.Namespace) -> None:
+    from trainer.english_lexicon import write_lexicon
+
+    write_lexicon(args.size, Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainer.evaluate import DEFAULT_EVAL_DATA
 
@@ -127,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sentences_arguments(sentences)
     sentences.set_defaults(func=cmd_sentences)
+
+    lexicon = commands.add_parser(
+        "lexicon",
+        help="rebuild the English word list the served beam checks spellings against",
+        description="Write wordfreq's most frequent spellable English words, one per line (oov_penalty's lexicon).",
+    )
+    from trainer.english_lexicon import LEXICON_PATH
+
+    lexicon.add_argument("--size", type=int, default=100_000, help="number of words")
+    lexicon.add_argument("--out", default=str(LEXICON_PATH), help="output file (default: the package's)")
+    lexicon.set_defaults(func=cmd_lexicon)
 
     features = commands.add_parser(
         "features",

@@ -46,6 +46,9 @@ class TinyAudioConfig(PretrainedConfig):
             candidate's finished words while the beam is pruned, once per chunk (``0, 0``: none).
             All four weights were chosen together on clips neither dev nor test
             (``docs/probes/llm_fusion.py``; docs/ablations.md).
+        oov_penalty: taken off a beam candidate's score, in the beam and at the final's pick, for each
+            word not in the package's English lexicon (:mod:`pipecat_tiny_audio.lexicon`): most
+            misheard words are no words at all. 0: no lexicon.
         encoder_trained_layers: how many of the encoder's top layers (with its final layer norm)
             were fine-tuned; their weights are in the checkpoint and replace the source's. 0: the
             encoder is the source's, frozen.
@@ -81,6 +84,7 @@ class TinyAudioConfig(PretrainedConfig):
         rescore_word_bonus: float = 0.0,
         fusion_lm_weight: float = 0.3,
         fusion_word_bonus: float = 1.0,
+        oov_penalty: float = 0.0,
         encoder_trained_layers: int = 0,
         **kwargs,
     ):
@@ -110,6 +114,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.rescore_word_bonus = rescore_word_bonus
         self.fusion_lm_weight = fusion_lm_weight
         self.fusion_word_bonus = fusion_word_bonus
+        self.oov_penalty = oov_penalty
         self.encoder_trained_layers = encoder_trained_layers
         super().__init__(**kwargs)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pipecat_tiny_audio.decoding import Compute, Steps, truncate_cache
+from pipecat_tiny_audio.lexicon import Lexicon
 from pipecat_tiny_audio.rescoring import FusedBeamSearch, TextScorer, best_hypothesis
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class RecogniserStream:
         self._pending = torch.zeros(0, config.encoder_dim)  # frames of the block not yet complete
         self._past: list[torch.Tensor] = []  # each projector layer's inputs at the blocks it still attends to
         self._positions = 0  # CTC positions of the complete blocks
+        self._lexicon = Lexicon.default() if config.oov_penalty else None
         self._search = FusedBeamSearch(
             projector.vocabulary,
             config.rescore_beam,
@@ -49,6 +51,8 @@ class RecogniserStream:
             config.fusion_word_bonus,
             every=self._block // projector.stride,
             scorer=TextScorer(model.embed_tokens, model.tokenizer),
+            oov_penalty=config.oov_penalty,
+            lexicon=self._lexicon,
         )
 
     def feed_steps(self, frames: torch.Tensor) -> Steps[None]:
@@ -81,7 +85,14 @@ class RecogniserStream:
         finally:
             truncate_cache(search.scorer.cache, scored)  # the final's tokens are not the stream's
         config = self.model.config
-        text = best_hypothesis(hypotheses, lm_scores, config.rescore_lm_weight, config.rescore_word_bonus)
+        text = best_hypothesis(
+            hypotheses,
+            lm_scores,
+            config.rescore_lm_weight,
+            config.rescore_word_bonus,
+            config.oov_penalty,
+            self._lexicon,
+        )
         return _capitalized(text)
 
     def _log_probs(self, frames: torch.Tensor, past: list[torch.Tensor], positions: int) -> Compute:

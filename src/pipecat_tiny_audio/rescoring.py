@@ -20,6 +20,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio.characters import CharacterVocabulary
 from pipecat_tiny_audio.decoding import Forward, Steps, run_steps
+from pipecat_tiny_audio.lexicon import Lexicon
 
 SCORING_CONTEXT = "Someone said:\n"
 
@@ -168,14 +169,15 @@ class TextScorer:
 class FusedBeamSearch:
     """A :class:`PrefixBeam` that the LLM steers while it prunes (shallow fusion).
 
-    A candidate ranks by ``ctc + lm_weight * llm(finished words) + word_bonus * words``: the LLM's
-    log-probability of its words up to the last space, as the beginning of a line. Rescoring only
+    A candidate ranks by ``ctc + lm_weight * llm(finished words) + word_bonus * words - oov_penalty *
+    unknown words``: the LLM's log-probability of its words up to the last space, as the beginning of a
+    line, and how many of those words ``lexicon`` does not know. Rescoring only
     picks among the N best the acoustics keep, and the recogniser's misspellings ("hul loww can you
     har mey") often push the right words out before the LLM sees them; fused, it keeps them in.
 
     The LLM (``scorer``) scores the candidates' new word sequences once every ``every`` frames (a
     chunk of audio: one pass); in between, a candidate's words count as far as they were scored.
-    With ``lm_weight = word_bonus = 0`` it is a plain beam search and needs no scorer.
+    With ``lm_weight = word_bonus = oov_penalty = 0`` it is a plain beam search and needs no scorer.
     """
 
     def __init__(
@@ -186,11 +188,16 @@ class FusedBeamSearch:
         word_bonus: float,
         every: int,
         scorer: TextScorer | None = None,
+        oov_penalty: float = 0.0,
+        lexicon: Lexicon | None = None,
     ):
         if lm_weight and scorer is None:
             raise ValueError("an LLM weight needs a scorer")
+        if oov_penalty and lexicon is None:
+            raise ValueError("an out-of-lexicon penalty needs a lexicon")
         self.beam = PrefixBeam(vocabulary, beam)
         self.lm_weight, self.word_bonus, self.every = lm_weight, word_bonus, every
+        self.oov_penalty, self.lexicon = oov_penalty, lexicon
         self.scorer = scorer
         self.scores: dict[str, float] = {"": 0.0}  # the LLM's log-probability of each word sequence scored
         self.frames = 0
@@ -207,7 +214,7 @@ class FusedBeamSearch:
 
     def advance_steps(self, log_probs: torch.Tensor) -> Steps[None]:
         """Take in more [frames, classes] log-posteriors; yields the LLM's scoring passes."""
-        fused = bool(self.lm_weight or self.word_bonus)
+        fused = bool(self.lm_weight or self.word_bonus or self.oov_penalty)
         symbols = self.beam.vocabulary.symbols
         for frame in log_probs.float():
             grown = self.beam.grow(frame)
@@ -227,8 +234,10 @@ class FusedBeamSearch:
                     scores = yield from self.scorer.score_steps(new, finished=False)
                     self.scores.update(zip(new, scores, strict=True))
                 self.scorer.keep_ends(distinct)
-            bonus = {t: self.lm_weight * self._known(t) + self.word_bonus * len(t.split()) for t in set(texts)}
-            self.beam.keep(grown, [bonus[t] for t in texts])
+            bonus = {t: self._bonus(t) for t in set(texts)}
+            self.beam.keep(
+                grown, [bonus[t] - self._unfinished_penalty(s, t) for s, t in zip(spelled.values(), texts, strict=True)]
+            )
             self._spelled = {p: spelled[p] for p in self.beam.prefixes}
 
     def best(self) -> str:
@@ -238,6 +247,19 @@ class FusedBeamSearch:
     def hypotheses(self) -> list[tuple[str, float]]:
         """(text, CTC log-probability) of the beam, best first by CTC alone."""
         return self.beam.hypotheses()
+
+    def _bonus(self, text: str) -> float:
+        """What ``text``'s finished words add to its CTC score."""
+        unknown = self.lexicon.unknown(text) if self.oov_penalty else 0
+        return self.lm_weight * self._known(text) + self.word_bonus * len(text.split()) - self.oov_penalty * unknown
+
+    def _unfinished_penalty(self, spelled: str, finished: str) -> float:
+        """``oov_penalty`` per word after the finished ones that no known word begins with: a beam that
+        waited for the word's end to judge it would have pruned the real word's spelling by then."""
+        if not self.oov_penalty:
+            return 0.0
+        pending = spelled.split()[len(finished.split()) :]
+        return self.oov_penalty * sum(not self.lexicon.can_begin(word) for word in pending)
 
     def _known(self, text: str) -> float:
         """The LLM's score of the longest scored beginning of ``text``."""
@@ -264,11 +286,21 @@ def text_log_probs(
 
 
 def best_hypothesis(
-    hypotheses: list[tuple[str, float]], lm_scores: list[float], lm_weight: float, word_bonus: float
+    hypotheses: list[tuple[str, float]],
+    lm_scores: list[float],
+    lm_weight: float,
+    word_bonus: float,
+    oov_penalty: float = 0.0,
+    lexicon: Lexicon | None = None,
 ) -> str:
-    """The hypothesis with the best ``ctc + lm_weight * llm + word_bonus * words`` ("" for none)."""
-    scored = [
-        (ctc + lm_weight * lm + word_bonus * len(text.split()), text)
-        for (text, ctc), lm in zip(hypotheses, lm_scores, strict=True)
-    ]
+    """The hypothesis with the best ``ctc + lm_weight * llm + word_bonus * words - oov_penalty * unknown
+    words`` ("" for none)."""
+    if oov_penalty and lexicon is None:
+        raise ValueError("an out-of-lexicon penalty needs a lexicon")
+
+    def score(text: str, ctc: float, lm: float) -> float:
+        unknown = lexicon.unknown(text) if oov_penalty else 0
+        return ctc + lm_weight * lm + word_bonus * len(text.split()) - oov_penalty * unknown
+
+    scored = [(score(text, ctc, lm), text) for (text, ctc), lm in zip(hypotheses, lm_scores, strict=True)]
     return max(scored)[1] if scored else ""
