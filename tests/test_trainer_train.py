@@ -80,6 +80,19 @@ def test_feature_cache_stores_the_library_features_keyed_by_feature_mode(tiny_mo
     assert chunked.prepare(utterances[:1], max_seconds=30)[0].key == examples[0].key  # same audio, other folder
 
 
+def test_feature_cache_shards_split_the_work_between_processes(tiny_model, tiny_data, tmp_path):
+    rows = [json.loads(line) for line in tiny_data["train"].read_text().splitlines()][:8]
+    utterances = [Utterance(text=r["text"], audio_path=tiny_data["train"].parent / r["audio"]) for r in rows]
+    cache = FeatureCache.for_model(tiny_model, tmp_path)
+
+    first, second = (cache.prepare(utterances, max_seconds=30, shard=(k, 2)) for k in (1, 2))
+
+    assert first and second and not {e.key for e in first} & {e.key for e in second}
+    assert sorted(e.key for e in cache.prepare(utterances, max_seconds=30)) == sorted(e.key for e in first + second)
+    with pytest.raises(ValueError, match="shard"):
+        cache.prepare(utterances, max_seconds=30, shard=(3, 2))
+
+
 def test_feature_cache_skips_bad_rows_with_counts(tiny_model, tiny_data, tmp_path):
     good = tiny_data["train"].parent / "train" / "000.wav"
     broken = tmp_path / "broken.wav"

@@ -63,7 +63,19 @@ def cmd_features(args: argparse.Namespace) -> None:
 
     config = _resolve_config(args)
     torch.set_num_threads(thread_count(config.num_threads))
-    prepare_data(config, feature_cache(config))
+    prepare_data(config, feature_cache(config), args.shard)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``K/N`` → (K, N), 1 <= K <= N."""
+    k, _, n = text.partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 1/2, got {text!r}") from None
+    if not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return shard
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -152,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode every train/dev utterance not yet in the feature cache; resumable (Ctrl-C is safe).",
     )
     _config_arguments(features)
+    features.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="encode only shard K of N (run N processes, 1/N ... N/N, one per core)",
+    )
     features.set_defaults(func=cmd_features)
 
     train = commands.add_parser(

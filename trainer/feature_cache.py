@@ -186,17 +186,23 @@ class FeatureCache:
         max_seconds: float,
         skips: SkipCounter | None = None,
         desc: str = "features",
+        shard: tuple[int, int] | None = None,
     ) -> list[Example]:
         """Usable rows as :class:`Example`, encoding the ones not cached yet (with a progress bar).
 
         Bad rows are skipped and counted in ``skips`` per reason. Interrupting loses at most the
-        utterance being encoded; the next call continues where this one stopped.
+        utterance being encoded; the next call continues where this one stopped. ``shard = (k, n)``
+        keeps only the rows of shard k (1-based) of n, by cache key, so n processes can share the work.
         """
+        if shard is not None and not 1 <= shard[0] <= shard[1]:
+            raise ValueError(f"shard must be k of n with 1 <= k <= n, got {shard[0]} of {shard[1]}")
         skips = skips if skips is not None else SkipCounter()
         examples: list[Example | None] = []
         missing: list[tuple[int, Utterance, str]] = []
         for utt in utterances:
             key = self.key(utt)
+            if shard is not None and int(key, 16) % shard[1] != shard[0] - 1:
+                continue
             frames = self.frames(key)
             if frames is None:
                 missing.append((len(examples), utt, key))
