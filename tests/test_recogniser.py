@@ -18,6 +18,8 @@ from pipeline_helpers import assert_well_formed, audio_frames, finals, utterance
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
 from pipecat_tiny_audio.decoding import run_steps
+from pipecat_tiny_audio.features import FeatureMode, encode_audio
+from pipecat_tiny_audio.recogniser_stream import RecogniserStream
 from trainer.ctc import character_greedy_decode
 from trainer.evaluate import ctc_transcriber, evaluate
 from trainer.metrics import cer
@@ -95,6 +97,33 @@ def test_the_recogniser_is_served_by_llm_fusion_and_streams_its_offline_transcri
     assert 0 < len(passes) <= chunks  # the LLM scored the beam's new words as the audio arrived
     assert any(partials)
     assert decoder.finalize() == offline
+
+
+def test_a_whole_utterance_final_streams_its_offline_transcript_with_fewer_llm_tokens(base_model, say):
+    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
+    recogniser.config.whole_utterance_final = True
+    sentence = "please read the last message from sarah out loud"
+    audio = say(sentence)
+    offline = recogniser.transcribe(audio)
+    assert cer([sentence], [offline]) < 0.35, offline
+
+    def counting(tokens: list[int]):
+        def llm(**inputs):
+            tokens.append(inputs["inputs_embeds"].shape[1])
+            return recogniser.llm(**inputs)
+
+        return llm
+
+    decoder, streamed, final = StreamingDecoder(recogniser), [], []
+    for start in range(0, audio.size, 8000):
+        run_steps(counting(streamed), decoder.feed_steps(audio[start : start + 8000]))
+    assert run_steps(counting(final), decoder.finalize_steps()) == offline
+
+    # The same final without the LLM scores of the stream's words: the same transcript, more LLM tokens.
+    whole = encode_audio(recogniser.encoder, audio, FeatureMode())
+    fresh = []
+    assert run_steps(counting(fresh), RecogniserStream(recogniser).whole_final_steps(whole)) == offline
+    assert sum(final) < sum(fresh)
 
 
 async def test_four_sessions_on_the_recogniser_get_the_finals_each_gets_alone(base_model, say):

@@ -49,6 +49,10 @@ class TinyAudioConfig(PretrainedConfig):
         oov_penalty: taken off a beam candidate's score, in the beam and at the final's pick, for each
             word not in the package's English lexicon (:mod:`pipecat_tiny_audio.lexicon`): most
             misheard words are no words at all. 0: no lexicon.
+        whole_utterance_final: a chunked recogniser's final (of each segment) re-encodes the segment as
+            one whole utterance and runs the beam over those features; partials stay on the chunks.
+            Whisper then sees the whole segment at once, and the final no longer depends on where the
+            chunk grid falls in the speech (docs/probes/whole_final.py).
         encoder_trained_layers: how many of the encoder's top layers (with its final layer norm)
             were fine-tuned; their weights are in the checkpoint and replace the source's. 0: the
             encoder is the source's, frozen.
@@ -85,6 +89,7 @@ class TinyAudioConfig(PretrainedConfig):
         fusion_lm_weight: float = 0.3,
         fusion_word_bonus: float = 1.0,
         oov_penalty: float = 0.0,
+        whole_utterance_final: bool = False,
         encoder_trained_layers: int = 0,
         **kwargs,
     ):
@@ -115,6 +120,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.fusion_lm_weight = fusion_lm_weight
         self.fusion_word_bonus = fusion_word_bonus
         self.oov_penalty = oov_penalty
+        self.whole_utterance_final = whole_utterance_final
         self.encoder_trained_layers = encoder_trained_layers
         super().__init__(**kwargs)
 

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, to_model_audio
 from pipecat_tiny_audio.configuration import TinyAudioConfig
 from pipecat_tiny_audio.decoding import greedy_decode, run_steps
-from pipecat_tiny_audio.features import FeatureMode, encode_audio
+from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, FeatureMode, encode_audio
 from pipecat_tiny_audio.projectors import build_projector
 from pipecat_tiny_audio.prompt import IGNORE_INDEX, TranscriptionPrompt
 from pipecat_tiny_audio.recogniser_stream import RecogniserStream
@@ -266,7 +266,26 @@ class TinyAudioModel(PreTrainedModel):
             )
         if float(np.abs(samples).max()) < SILENCE_PEAK:
             return ""
+        if self.whole_utterance_final:
+            return self._whole_utterance_transcript(samples)
         return self.transcribe_features(self.encode(samples))
+
+    @property
+    def whole_utterance_final(self) -> bool:
+        """Whether a final is computed on whole-utterance features (a chunked recogniser's option)."""
+        config = self.config
+        return config.reading == "rescore" and config.whole_utterance_final and config.chunk_seconds is not None
+
+    def _whole_utterance_transcript(self, samples: np.ndarray) -> str:
+        """What a stream's final gives: the chunks a stream would have completed feed the recogniser's
+        beam (its LLM scores), then the final runs on the whole utterance's features."""
+        mode = self.feature_mode
+        complete = max(0, (samples.size - mode.lookahead_samples) // mode.chunk_samples)
+        chunks = self.encode(samples)[: complete * mode.chunk_samples // SAMPLES_PER_FRAME]
+        stream = RecogniserStream(self)
+        run_steps(self.llm, stream.feed_steps(chunks))
+        whole = encode_audio(self.encoder, samples, FeatureMode())
+        return run_steps(self.llm, stream.whole_final_steps(whole))
 
     def optimize_for_inference(self, fp16: bool = True) -> TinyAudioModel:
         """Merge the LoRA adapter into the LLM and, on CPU, store the LLM's and the encoder's linear

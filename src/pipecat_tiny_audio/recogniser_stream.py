@@ -70,10 +70,21 @@ class RecogniserStream:
     def final_steps(self, tail: torch.Tensor) -> Steps[str]:
         """Transcript of the frames fed plus ``tail`` (frames, d) that may still change; the stream
         itself is left as it was, so more frames may follow."""
-        search, past, positions = self._search.copy(), self._past, self._positions
+        rest = torch.cat([self._pending, tail.to(self._pending)])
+        return (yield from self._finish(self._search.copy(), rest, self._past, self._positions))
+
+    def whole_final_steps(self, whole: torch.Tensor) -> Steps[str]:
+        """Transcript of the segment's whole-utterance features ``whole`` (frames, d) instead of its chunks':
+        the beam starts over on them, keeping the LLM's scores of the stream's words, so it passes the LLM
+        only the words the stream did not have. The stream itself is left as it was."""
+        return (yield from self._finish(self._search.restarted(), whole.to(self._pending), [], 0))
+
+    def _finish(
+        self, search: FusedBeamSearch, rest: torch.Tensor, past: list[torch.Tensor], positions: int
+    ) -> Steps[str]:
+        """Advance ``search`` (a copy: the stream's own is not touched) over ``rest``, then let the LLM pick."""
         scored = search.scorer.cache.get_seq_length()
         try:
-            rest = torch.cat([self._pending, tail.to(self._pending)])
             for start in range(0, rest.shape[0], self._block):
                 log_probs, past, positions = yield self._log_probs(rest[start : start + self._block], past, positions)
                 yield from search.advance_steps(log_probs)

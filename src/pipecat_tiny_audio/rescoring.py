@@ -212,6 +212,16 @@ class FusedBeamSearch:
         other.scorer = self.scorer.fork() if self.scorer is not None else None
         return other
 
+    def restarted(self) -> FusedBeamSearch:
+        """A search from the start of the audio that keeps this one's LLM scores: posteriors of the same
+        speech computed another way rescore mostly the same words, and those cost no LLM pass. Its scorer
+        is a :meth:`TextScorer.fork`."""
+        other = self.copy()
+        other.beam = PrefixBeam(self.beam.vocabulary, self.beam.beam, self.beam.per_frame)
+        other.frames = 0
+        other._spelled = {(): ""}
+        return other
+
     def advance_steps(self, log_probs: torch.Tensor) -> Steps[None]:
         """Take in more [frames, classes] log-posteriors; yields the LLM's scoring passes."""
         fused = bool(self.lm_weight or self.word_bonus or self.oov_penalty)

@@ -34,7 +34,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, as_float_samples
 from pipecat_tiny_audio.decoding import Compute, Interrupted, Steps, greedy_steps, run_steps, truncate_cache
-from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk_at
+from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, FeatureMode, encode_audio, encode_chunk_at
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
 from pipecat_tiny_audio.recogniser_stream import RecogniserStream
 
@@ -296,7 +296,8 @@ class StreamingDecoder:
             self._tokens = []
             return self._tokens
         try:
-            features = yield from self._features(final)
+            # A whole-utterance final needs only the chunks the recogniser's stream has had.
+            features = yield from self._features(final and not self.model.whole_utterance_final)
             if self.model.config.reading == "rescore":
                 self._tokens = yield from self._rescored(features, final)
             else:
@@ -310,6 +311,10 @@ class StreamingDecoder:
         """No audio tokens: the recogniser spells, the LLM steers its beam and picks the final."""
         if self._mode.chunk_samples is None:  # whole-utterance frames change with every sample: start over
             text = yield from RecogniserStream(self.model).final_steps(features)
+        elif final and self.model.whole_utterance_final:
+            audio = self._audio.view()
+            whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, FeatureMode()))
+            text = yield from self._recogniser.whole_final_steps(whole)
         elif final:
             text = yield from self._recogniser.final_steps(features[self._frames.shape[0] :])
         else:
