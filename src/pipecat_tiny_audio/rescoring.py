@@ -212,12 +212,13 @@ class FusedBeamSearch:
         other.scorer = self.scorer.fork() if self.scorer is not None else None
         return other
 
-    def restarted(self) -> FusedBeamSearch:
-        """A search from the start of the audio that keeps this one's LLM scores: posteriors of the same
-        speech computed another way rescore mostly the same words, and those cost no LLM pass. Its scorer
-        is a :meth:`TextScorer.fork`."""
+    def restarted(self, every: int) -> FusedBeamSearch:
+        """A search from the start of the audio, scoring with the LLM every ``every`` frames, that keeps this
+        one's LLM scores: posteriors of the same speech computed another way rescore mostly the same words,
+        and those cost no LLM pass. Its scorer is a :meth:`TextScorer.fork`."""
         other = self.copy()
         other.beam = PrefixBeam(self.beam.vocabulary, self.beam.beam, self.beam.per_frame)
+        other.every = every
         other.frames = 0
         other._spelled = {(): ""}
         return other

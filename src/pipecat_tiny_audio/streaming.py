@@ -6,7 +6,8 @@ context, as soon as it is complete. Its projected frames go into the LLM's KV ca
 prompt prefix and stay there: a partial hypothesis appends the prompt suffix plus the previous
 hypothesis as a draft, verifies the draft in one forward pass (:func:`greedy_decode`), then
 crops the cache back to the audio. The final is the same computation over all the audio, so it
-equals :meth:`TinyAudioModel.transcribe` of the same samples.
+equals :meth:`TinyAudioModel.transcribe` of the same samples. (A recogniser with
+``whole_utterance_final`` encodes the segment once more, whole, for its final; ``transcribe`` does too.)
 
 In whole-utterance mode (``chunk_seconds=None``) encoder features depend on the whole
 utterance, so every hypothesis re-encodes it and only the prompt prefix is reused.
