@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run Whisper")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
     parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
+    parser.add_argument("--pre-roll", type=float, default=None, help="TinyAudioSTT pre_roll_secs (default: its own)")
     parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--run-sessions", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
