@@ -10,6 +10,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -124,6 +125,15 @@ def test_a_whole_utterance_final_streams_its_offline_transcript_with_fewer_llm_t
     fresh = []
     assert run_steps(counting(fresh), RecogniserStream(recogniser).whole_final_steps(whole)) == offline
     assert sum(final) < sum(fresh)
+
+
+def test_a_whole_utterance_final_transcribes_speech_longer_than_whisper_s_window(base_model, say):
+    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
+    recogniser.config.whole_utterance_final = True
+    sentence = "set a timer for ten minutes"
+    audio = np.concatenate([np.zeros(31 * 16_000, np.float32), say(sentence)])  # cut as a stream cuts it
+
+    assert cer([sentence], [recogniser.transcribe(audio)]) < 0.35
 
 
 async def test_four_sessions_on_the_recogniser_get_the_finals_each_gets_alone(base_model, say):

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, to_model_audio
 from pipecat_tiny_audio.configuration import TinyAudioConfig
 from pipecat_tiny_audio.decoding import greedy_decode, run_steps
-from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, FeatureMode, encode_audio
+from pipecat_tiny_audio.features import FeatureMode, encode_audio
 from pipecat_tiny_audio.projectors import build_projector
 from pipecat_tiny_audio.prompt import IGNORE_INDEX, TranscriptionPrompt
 from pipecat_tiny_audio.recogniser_stream import RecogniserStream
@@ -277,15 +277,14 @@ class TinyAudioModel(PreTrainedModel):
         return config.reading == "rescore" and config.whole_utterance_final and config.chunk_seconds is not None
 
     def _whole_utterance_transcript(self, samples: np.ndarray) -> str:
-        """What a stream's final gives: the chunks a stream would have completed feed the recogniser's
-        beam (its LLM scores), then the final runs on the whole utterance's features."""
-        mode = self.feature_mode
-        complete = max(0, (samples.size - mode.lookahead_samples) // mode.chunk_samples)
-        chunks = self.encode(samples)[: complete * mode.chunk_samples // SAMPLES_PER_FRAME]
-        stream = RecogniserStream(self)
-        run_steps(self.llm, stream.feed_steps(chunks))
-        whole = encode_audio(self.encoder, samples, FeatureMode())
-        return run_steps(self.llm, stream.whole_final_steps(whole))
+        """What a stream gives: the decoder's own path (the chunks feed the recogniser's beam, each segment's
+        final runs on the segment encoded whole, and speech longer than a segment is cut as a stream cuts
+        it, within Whisper's 30 s window)."""
+        from pipecat_tiny_audio.streaming import StreamingDecoder  # it imports this module
+
+        decoder = StreamingDecoder(self)
+        decoder.feed(samples)
+        return decoder.finalize()
 
     def optimize_for_inference(self, fp16: bool = True) -> TinyAudioModel:
         """Merge the LoRA adapter into the LLM and, on CPU, store the LLM's and the encoder's linear
