@@ -18,6 +18,15 @@ def test_the_package_lexicon_knows_english_and_not_the_recognisers_misspellings(
     assert lexicon.can_begin("tomat") and not lexicon.can_begin("pppe")  # a word being spelled
 
 
+def test_a_words_frequency_guess_follows_its_rank():
+    """What the beam counts for a word the LLM has not read yet."""
+    lexicon = Lexicon.default()
+
+    assert lexicon.log_frequency("the") > lexicon.log_frequency("garden") > lexicon.log_frequency("basil")
+    assert lexicon.log_frequency("basil") > lexicon.log_frequency("beaszle")
+    assert lexicon.log_frequency("Garden") == lexicon.log_frequency("garden")
+
+
 def test_the_package_lexicon_is_what_trainer_lexicon_writes(tmp_path):
     out = tmp_path / "lexicon.txt"
     trainer_main(["lexicon", "--size", "1000", "--out", str(out)])

@@ -111,6 +111,29 @@ def test_the_beam_keeps_a_word_the_acoustics_alone_would_prune():
     assert best(1.0) == "ab a"
 
 
+def test_the_llm_reads_only_the_words_of_candidates_that_can_stay_in_the_beam(base_model):
+    vocabulary = CharacterVocabulary(characters="abx ")
+    # "a b" was said, ending in a space or not; "x" was heard at odds of one in a million.
+    frames = [
+        [0.0, 0.999999, 0.0, 0.000001, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 1.0],
+        [0.0, 0.0, 1.0, 0.0, 0.0],
+        [0.5, 0.0, 0.0, 0.0, 0.5],
+    ]
+    log_probs = torch.tensor(frames).clamp_min(1e-9).log()
+    scorer = TextScorer(base_model.embed_tokens, base_model.tokenizer)
+    lexicon = Lexicon(["a", "b"])
+    search = FusedBeamSearch(vocabulary, 2, 0.3, 1.0, every=4, scorer=scorer, oov_penalty=1.0, lexicon=lexicon)
+
+    with torch.no_grad():
+        run_steps(base_model.llm, search.advance_steps(log_probs[:3]))
+        assert [text for text, _ in search.hypotheses()] == ["a b", "x b"]
+        run_steps(base_model.llm, search.advance_steps(log_probs[3:]))  # the LLM's pass: "x b" cannot stay
+
+    assert {"a", "a b"} <= set(search.scores) and "x b" not in search.scores
+    assert search.best().strip() == "a b"
+
+
 def test_smollm2_prefers_english_to_phonetic_spelling(base_model):
     english, phonetic = text_log_probs(
         base_model.llm, base_model.tokenizer, ["set a timer for ten minutes", "se a timer for ten minuts"]

@@ -12,6 +12,7 @@ The word list is package data: the 100,000 most frequent English words of ``word
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
@@ -21,10 +22,14 @@ LEXICON_FILE = "lexicon.txt"
 
 
 class Lexicon:
-    """A set of lower-case words; :meth:`unknown` counts the words of a text it does not know."""
+    """A set of lower-case words, most frequent first; :meth:`unknown` counts the words of a text it does not know."""
 
     def __init__(self, words: Iterable[str]):
-        self._words = frozenset(w.strip().lower() for w in words if w.strip())
+        self._rank: dict[str, int] = {}
+        for word in (w.strip().lower() for w in words):
+            if word:
+                self._rank.setdefault(word, len(self._rank) + 1)
+        self._words = frozenset(self._rank)
         if not self._words:
             raise ValueError("a lexicon needs at least one word")
         self._prefixes = frozenset(w[:i] for w in self._words for i in range(1, len(w)))
@@ -59,6 +64,13 @@ class Lexicon:
         """Whether ``word`` is known or may still grow into a known word (a hyphenation, a number)."""
         word = word.lower()
         return word in self or word in self._prefixes or word.endswith(("'", "-"))
+
+    def log_frequency(self, word: str) -> float:
+        """A guess at ``word``'s log-probability in running English from its rank in the list (Zipf's law:
+        0.1 / rank), and below the rarest word's for a word the list lacks. A stand-in for an LLM's score."""
+        word = word.lower().strip("'-")
+        rank = self._rank.get(word) or self._rank.get(word.removesuffix("'s")) or 2 * len(self._rank)
+        return math.log(0.1 / rank)
 
     def unknown(self, text: str) -> int:
         """How many of ``text``'s space-separated words are not known."""

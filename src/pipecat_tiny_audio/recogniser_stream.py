@@ -29,11 +29,6 @@ from pipecat_tiny_audio.rescoring import FusedBeamSearch, TextScorer, best_hypot
 if TYPE_CHECKING:
     from pipecat_tiny_audio.modeling import TinyAudioModel
 
-# A whole-utterance final runs all its beam's LLM passes after the speaker stops, ~35 ms each: once per two
-# blocks it took 280 ms (p50, 40 dev clips) instead of 358 ms once per block, within the final latency
-# target, for 0.6 points of WER on the tuning clips (docs/ablations.md).
-WHOLE_FINAL_FUSION_BLOCKS = 2
-
 
 class RecogniserStream:
     """The recogniser's side of one segment: feed encoder frames, read a partial, take the final.
@@ -84,7 +79,7 @@ class RecogniserStream:
         """Transcript of the segment's whole-utterance features ``whole`` (frames, d) instead of its chunks':
         the beam starts over on them, keeping the LLM's scores of the stream's words, so it passes the LLM
         only the words the stream did not have. The stream itself is left as it was."""
-        search = self._search.restarted(every=WHOLE_FINAL_FUSION_BLOCKS * self._search.every)
+        search = self._search.restarted()
         return (yield from self._finish(search, whole.to(self._pending), [], 0))
 
     def _finish(

@@ -23,6 +23,11 @@ from pipecat_tiny_audio.decoding import Forward, Steps, run_steps
 from pipecat_tiny_audio.lexicon import Lexicon
 
 SCORING_CONTEXT = "Someone said:\n"
+# Between the LLM's passes a candidate's words after its scored ones count as the lexicon's frequency guess
+# less this margin: a little below what the LLM gives most words, so a candidate it has not read rarely
+# outranks one it has, and a final's trial runs (FusedBeamSearch.finish_steps) agree with the fused search
+# within ~2 passes (docs/probes/final_passes.py).
+UNSCORED_WORD_MARGIN = 2.0
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -202,6 +207,7 @@ class FusedBeamSearch:
         self.scores: dict[str, float] = {"": 0.0}  # the LLM's log-probability of each word sequence scored
         self.frames = 0
         self._spelled: dict[tuple[int, ...], str] = {(): ""}  # the text of each prefix in the beam
+        self._judged: dict[str, tuple[str, float]] = {}  # see _judge; shared with copies
 
     def copy(self) -> FusedBeamSearch:
         """An independent copy (a final that must not change the stream it finishes); its scorer is a
@@ -212,13 +218,12 @@ class FusedBeamSearch:
         other.scorer = self.scorer.fork() if self.scorer is not None else None
         return other
 
-    def restarted(self, every: int) -> FusedBeamSearch:
-        """A search from the start of the audio, scoring with the LLM every ``every`` frames, that keeps this
-        one's LLM scores: posteriors of the same speech computed another way rescore mostly the same words,
-        and those cost no LLM pass. Its scorer is a :meth:`TextScorer.fork`."""
+    def restarted(self) -> FusedBeamSearch:
+        """A search from the start of the audio that keeps this one's LLM scores: posteriors of the same
+        speech computed another way rescore mostly the same words, and those cost no LLM pass. Its scorer
+        is a :meth:`TextScorer.fork`."""
         other = self.copy()
         other.beam = PrefixBeam(self.beam.vocabulary, self.beam.beam, self.beam.per_frame)
-        other.every = every
         other.frames = 0
         other._spelled = {(): ""}
         return other
@@ -237,18 +242,16 @@ class FusedBeamSearch:
             spelled = {
                 p: self._spelled[p] if p in self._spelled else self._spelled[p[:-1]] + symbols[p[-1] - 1] for p in grown
             }
-            texts = [_finished_words(text) for text in spelled.values()]
+            judged = [self._judge(text) for text in spelled.values()]
+            texts = [finished for finished, _ in judged]
             if self.lm_weight and self.frames % self.every == 0:
-                distinct = list(dict.fromkeys(texts))
-                new = [t for t in distinct if t not in self.scores]
+                new = [t for t in self._contenders(grown, judged) if t not in self.scores]
                 if new:
                     scores = yield from self.scorer.score_steps(new, finished=False)
                     self.scores.update(zip(new, scores, strict=True))
-                self.scorer.keep_ends(distinct)
-            bonus = {t: self._bonus(t) for t in set(texts)}
-            self.beam.keep(
-                grown, [bonus[t] - self._unfinished_penalty(s, t) for s, t in zip(spelled.values(), texts, strict=True)]
-            )
+                self.scorer.keep_ends(list(dict.fromkeys(texts)))
+            llm = {t: self.lm_weight * self._known(t) for t in set(texts)} if self.lm_weight else {}
+            self.beam.keep(grown, [llm.get(finished, 0.0) + words for finished, words in judged])
             self._spelled = {p: spelled[p] for p in self.beam.prefixes}
 
     def best(self) -> str:
@@ -259,23 +262,43 @@ class FusedBeamSearch:
         """(text, CTC log-probability) of the beam, best first by CTC alone."""
         return self.beam.hypotheses()
 
-    def _bonus(self, text: str) -> float:
-        """What ``text``'s finished words add to its CTC score."""
-        unknown = self.lexicon.unknown(text) if self.oov_penalty else 0
-        return self.lm_weight * self._known(text) + self.word_bonus * len(text.split()) - self.oov_penalty * unknown
+    def _contenders(self, grown: dict[tuple[int, ...], list[float]], judged: list[tuple[str, float]]) -> list[str]:
+        """The finished texts of the candidates that rank within the beam on the LLM's scores so far and
+        guesses for the rest: the only ones worth the LLM's reading (dev finals read 56 instead of 79
+        tokens, at the same WER: docs/probes/final_passes.py)."""
+        guess = {finished: self.lm_weight * self._known(finished) for finished, _ in judged}
+        ranked = sorted(
+            zip(grown.values(), judged, strict=True), key=lambda c: -_logaddexp(*c[0]) - guess[c[1][0]] - c[1][1]
+        )
+        return list(dict.fromkeys(finished for _, (finished, _) in ranked[: self.beam.beam]))
 
-    def _unfinished_penalty(self, spelled: str, finished: str) -> float:
-        """``oov_penalty`` per word after the finished ones that no known word begins with: a beam that
-        waited for the word's end to judge it would have pruned the real word's spelling by then."""
-        if not self.oov_penalty:
-            return 0.0
-        pending = spelled.split()[len(finished.split()) :]
-        return self.oov_penalty * sum(not self.lexicon.can_begin(word) for word in pending)
+    def _judge(self, spelled: str) -> tuple[str, float]:
+        """A candidate's finished words, and what its words add to its CTC score besides the LLM: the word
+        bonus and ``oov_penalty`` per unknown finished word and per unfinished one that no known word
+        begins with (a beam that waited for the word's end to judge it would have pruned the real word's
+        spelling by then). Candidates keep their text for many frames, so each text is judged once."""
+        judged = self._judged.get(spelled)
+        if judged is None:
+            finished = _finished_words(spelled)
+            words = len(finished.split())
+            unknown = 0
+            if self.oov_penalty:
+                pending = spelled.split()[words:]
+                unknown = self.lexicon.unknown(finished) + sum(not self.lexicon.can_begin(word) for word in pending)
+            judged = self._judged[spelled] = (finished, self.word_bonus * words - self.oov_penalty * unknown)
+        return judged
 
     def _known(self, text: str) -> float:
-        """The LLM's score of the longest scored beginning of ``text``."""
+        """The LLM's score of the longest scored beginning of ``text``, plus a guess for each word after it."""
         words = text.split()
-        return next(self.scores[t] for k in range(len(words), -1, -1) if (t := " ".join(words[:k])) in self.scores)
+        for k in range(len(words), -1, -1):
+            if (scored := " ".join(words[:k])) in self.scores:
+                return self.scores[scored] + sum(self._guess(word) for word in words[k:])
+        raise AssertionError("the empty text is always scored")
+
+    def _guess(self, word: str) -> float:
+        """A stand-in for the LLM's score of a word it has not read yet (0 without a lexicon)."""
+        return self.lexicon.log_frequency(word) - UNSCORED_WORD_MARGIN if self.lexicon is not None else 0.0
 
 
 def _finished_words(spelled: str) -> str:
