@@ -21,6 +21,11 @@ from pipecat_tiny_audio.rescoring import (
 )
 
 
+def log_posteriors(frames: list[list[float]]) -> torch.Tensor:
+    """CTC log-posteriors from per-frame probabilities (blank first), zeros made merely unlikely."""
+    return torch.tensor(frames).clamp_min(1e-9).log()
+
+
 def prefix_beam_search(log_probs: torch.Tensor, vocabulary: CharacterVocabulary, beam: int) -> list[tuple[str, float]]:
     """The plain beam search over a whole utterance, a frame at a time."""
     search = PrefixBeam(vocabulary, beam)
@@ -33,7 +38,7 @@ def test_beam_search_finds_the_likeliest_text_where_the_best_path_says_nothing()
     vocabulary = CharacterVocabulary(characters="a ")
     # Two frames, each blank 0.6 / "a" 0.4: the best path is blank-blank (""), but "a" has three
     # paths (a a, a -, - a) worth 0.64 together against the blank path's 0.36.
-    log_probs = torch.tensor([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0]]).clamp_min(1e-9).log()
+    log_probs = log_posteriors([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0]])
 
     hypotheses = prefix_beam_search(log_probs, vocabulary, beam=4)
 
@@ -45,9 +50,9 @@ def test_beam_search_finds_the_likeliest_text_where_the_best_path_says_nothing()
 def test_beam_search_keeps_a_repeated_letter_only_across_a_blank():
     vocabulary = CharacterVocabulary(characters="l ")
     frames = [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]  # l, blank, l
-    log_probs = torch.tensor(frames).clamp_min(1e-9).log()
+    log_probs = log_posteriors(frames)
     assert prefix_beam_search(log_probs, vocabulary, beam=4)[0][0] == "ll"
-    merged = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]).clamp_min(1e-9).log()  # l, l
+    merged = log_posteriors([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])  # l, l
     assert prefix_beam_search(merged, vocabulary, beam=4)[0][0] == "l"
 
 
@@ -92,7 +97,7 @@ def test_the_beam_keeps_a_word_the_acoustics_alone_would_prune():
         [0.0, 0.0, 0.0, 0.0, 1.0],
         [0.0, 1.0, 0.0, 0.0, 0.0],
     ]
-    log_probs = torch.tensor(frames).clamp_min(1e-9).log()
+    log_probs = log_posteriors(frames)
 
     def best(oov_penalty: float) -> str:
         search = FusedBeamSearch(
@@ -120,7 +125,7 @@ def test_the_llm_reads_only_the_words_of_candidates_that_can_stay_in_the_beam(ba
         [0.0, 0.0, 1.0, 0.0, 0.0],
         [0.5, 0.0, 0.0, 0.0, 0.5],
     ]
-    log_probs = torch.tensor(frames).clamp_min(1e-9).log()
+    log_probs = log_posteriors(frames)
     scorer = TextScorer(base_model.embed_tokens, base_model.tokenizer)
     lexicon = Lexicon(["a", "b"])
     search = FusedBeamSearch(vocabulary, 2, 0.3, 1.0, every=4, scorer=scorer, oov_penalty=1.0, lexicon=lexicon)

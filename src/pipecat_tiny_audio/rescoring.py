@@ -23,10 +23,9 @@ from pipecat_tiny_audio.decoding import Forward, Steps, run_steps
 from pipecat_tiny_audio.lexicon import Lexicon
 
 SCORING_CONTEXT = "Someone said:\n"
-# Between the LLM's passes a candidate's words after its scored ones count as the lexicon's frequency guess
+# Until the LLM reads them, a candidate's words after its scored ones count as the lexicon's frequency guess
 # less this margin: a little below what the LLM gives most words, so a candidate it has not read rarely
-# outranks one it has, and a final's trial runs (FusedBeamSearch.finish_steps) agree with the fused search
-# within ~2 passes (docs/probes/final_passes.py).
+# outranks one it has (docs/ablations.md, "Which words the final's LLM reads").
 UNSCORED_WORD_MARGIN = 2.0
 
 
@@ -180,8 +179,9 @@ class FusedBeamSearch:
     picks among the N best the acoustics keep, and the recogniser's misspellings ("hul loww can you
     har mey") often push the right words out before the LLM sees them; fused, it keeps them in.
 
-    The LLM (``scorer``) scores the candidates' new word sequences once every ``every`` frames (a
-    chunk of audio: one pass); in between, a candidate's words count as far as they were scored.
+    The LLM (``scorer``) scores the new word sequences of the candidates that can stay in the beam once
+    every ``every`` frames (a chunk of audio: one pass); until it reads a word, the word counts as the
+    lexicon's frequency guess (:meth:`Lexicon.log_frequency`, less ``UNSCORED_WORD_MARGIN``).
     With ``lm_weight = word_bonus = oov_penalty = 0`` it is a plain beam search and needs no scorer.
     """
 
