@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import signal
 import subprocess
@@ -24,12 +25,16 @@ from trainer.data import SkipCounter, Utterance
 from trainer.feature_cache import FeatureCache
 from trainer.train import (
     DataError,
+    TrainingFeatures,
     ctc_loss,
+    feature_cache,
     lm_loss,
     make_optimizer,
     make_scheduler,
+    prepare_data,
     stage_parameters,
     train,
+    whole_utterance_cache,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,6 +316,37 @@ def test_a_run_with_more_units_keeps_the_body_and_the_shared_head_rows(tiny_sour
             old_row = few.projector.vocabulary.symbols.index(symbol) + 1
             assert torch.equal(more.projector.ctc_head.weight[row], few.projector.ctc_head.weight[old_row]), symbol
     assert torch.equal(more.projector.ctc_head.bias[0], few.projector.ctc_head.bias[0])  # the blank
+
+
+def test_a_chunked_recogniser_also_reads_whole_utterances_when_a_share_is_set(tiny_source_dirs, tiny_data, tmp_path):
+    chunked = [
+        "model.projector_type=chunk_transformer",
+        "model.stack_factor=8",
+        "model.lora_rank=0",
+        "model.chunk_seconds=0.48",
+        "model.left_context_seconds=0.48",
+        "stages=[{name: ctc, steps: 2, lr: 0.01, warmup_steps: 0, batch_size: 4}]",
+    ]
+    config = tiny_train_config(
+        tiny_source_dirs, tiny_data, tmp_path / "mixed", [*chunked, "data.whole_utterance_share=0.5"]
+    )
+    assert (train(config) / "model").is_dir()
+
+    cache = feature_cache(config)
+    whole = whole_utterance_cache(config, cache)
+    assert whole.mode == FeatureMode() and whole.dir != cache.dir  # what a stream's whole final encodes
+    ((examples, _),) = prepare_data(config, cache, whole=whole)[0]  # cached by the run: nothing to encode
+    sources = TrainingFeatures(cache, whole, config.data.whole_utterance_share)
+    model = TinyAudioModel(config.tiny_audio_config())
+    drawn = sources.load(model, examples, "7/0")
+    read_whole = [torch.equal(f, whole.load(e.key)) for f, e in zip(drawn, examples, strict=True)]
+    read_chunked = [torch.equal(f, cache.load(e.key)) for f, e in zip(drawn, examples, strict=True)]
+    assert any(read_whole) and any(read_chunked) and all(map(operator.xor, read_whole, read_chunked))
+    assert all(torch.equal(a, b) for a, b in zip(drawn, sources.load(model, examples, "7/0"), strict=True))  # resume
+
+    assert whole_utterance_cache(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "c", chunked), cache) is None
+    with pytest.raises(ConfigError, match="whole_utterance_share needs a chunked model"):
+        tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "w", ["data.whole_utterance_share=0.5"])
 
 
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):

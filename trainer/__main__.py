@@ -59,11 +59,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     import torch
 
-    from trainer.train import feature_cache, prepare_data, thread_count
+    from trainer.train import feature_cache, prepare_data, thread_count, whole_utterance_cache
 
     config = _resolve_config(args)
     torch.set_num_threads(thread_count(config.num_threads))
-    prepare_data(config, feature_cache(config), args.shard)
+    cache = feature_cache(config)
+    prepare_data(config, cache, args.shard, whole_utterance_cache(config, cache))
 
 
 def _shard(text: str) -> tuple[int, int]:

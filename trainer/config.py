@@ -75,6 +75,13 @@ class DataConfig:
     max_seconds: float = 30.0
     # Sentences that must never be trained on (text files, one per line), besides the dev sources.
     forbidden_sentences: list[str] = field(default_factory=lambda: ["../shared/eval/dev_sentences.txt"])
+    # The share of training samples a chunked model reads as whole-utterance features (the rest in its
+    # chunked mode): with model.whole_utterance_final its finals are computed on those, its partials on chunks.
+    whole_utterance_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.whole_utterance_share <= 1.0:
+            raise ConfigError(f"data.whole_utterance_share must be in [0, 1], got {self.whole_utterance_share}")
 
 
 @dataclass
@@ -128,6 +135,12 @@ class Config:
             raise ConfigError(f"subword_units_from must be 'bpe' or 'llm', got {self.subword_units_from!r}")
         if min(self.log_every, self.checkpoint_every, self.keep_checkpoints) < 1 or self.eval_every < 0:
             raise ConfigError("log_every, checkpoint_every and keep_checkpoints must be >= 1, eval_every >= 0")
+        if self.data.whole_utterance_share and (
+            self.model["chunk_seconds"] is None or self.model["encoder_trained_layers"]
+        ):
+            raise ConfigError(
+                "data.whole_utterance_share needs a chunked model (model.chunk_seconds) with a frozen encoder"
+            )
         if self.device != "auto":
             try:
                 check_device(self.device)

@@ -15,9 +15,11 @@ Stages (DESIGN.md, "Training on 2 CPU cores"):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
+import random
 import signal
 import threading
 import time
@@ -123,12 +125,13 @@ def check_no_dev_sentences(train: Sequence[tuple[Sequence[Utterance], float]], f
 
 
 def prepare_data(
-    config: Config, cache: FeatureCache, shard: tuple[int, int] | None = None
+    config: Config, cache: FeatureCache, shard: tuple[int, int] | None = None, whole: FeatureCache | None = None
 ) -> tuple[list[tuple[list[Example], float]], list[Example]]:
     """Load the sources, check them against the dev set, and cache every missing feature file.
 
     With ``shard = (k, n)`` only the utterances of shard k of n (by their cache key) are cached and
-    returned: n processes, one per core, cache a corpus n times as fast as one.
+    returned: n processes, one per core, cache a corpus n times as fast as one. ``whole`` (see
+    :func:`whole_utterance_cache`) also gets the training utterances' whole-utterance features.
     """
     skips = SkipCounter()
     dev = load_utterances(config.data.dev, skips)
@@ -141,6 +144,9 @@ def prepare_data(
         (cache.prepare(rows, config.data.max_seconds, skips, f"features {rows[0].source if rows else ''}", shard), w)
         for rows, w in train
     ]
+    if whole is not None:
+        for rows, _ in train:
+            whole.prepare(rows, config.data.max_seconds, None, f"whole-utterance features {rows[0].source}", shard)
     dev_examples = [
         e for rows, _ in dev for e in cache.prepare(rows, config.data.max_seconds, skips, "features dev", shard)
     ]
@@ -278,6 +284,33 @@ def encoder_features(model: TinyAudioModel, cache: FeatureCache, examples: Seque
     if not cache.trained_layers:
         return loaded
     return top_layer_features(model.encoder, loaded, cache.trained_layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingFeatures:
+    """Where training samples' encoder features come from: the model's own feature mode, or for a share
+    of them (``data.whole_utterance_share``) the whole utterance encoded at once, which a chunked model's
+    whole-utterance finals read."""
+
+    cache: FeatureCache
+    whole: FeatureCache | None = None
+    whole_share: float = 0.0
+
+    def load(self, model: TinyAudioModel, examples: Sequence[Example], draw: str) -> list[torch.Tensor]:
+        """``examples``' features; which ones are whole-utterance is drawn from ``draw`` (the step and
+        batch), so a resumed run draws the same."""
+        if self.whole is None:
+            return encoder_features(model, self.cache, examples)
+        rng = random.Random(draw)
+        return [(self.whole if rng.random() < self.whole_share else self.cache).load(e.key) for e in examples]
+
+
+def whole_utterance_cache(config: Config, cache: FeatureCache) -> FeatureCache | None:
+    """The whole-utterance features' cache beside a chunked model's, when ``data.whole_utterance_share``
+    is set: :class:`~pipecat_tiny_audio.features.FeatureMode` ``()``, what the stream's finals encode."""
+    if not config.data.whole_utterance_share:
+        return None
+    return FeatureCache(cache.encoder, config.model["encoder_source"], FeatureMode(), config.feature_cache)
 
 
 def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -592,17 +625,18 @@ def train_step(
     head: CTCHead | None,
     stage: StageConfig,
     batches: list[list[Example]],
-    cache: FeatureCache,
+    sources: TrainingFeatures,
+    step: int,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     grad_clip: float,
     autocast: Callable[[], contextlib.AbstractContextManager],
 ) -> tuple[float, float]:
-    """One optimizer step over ``batches`` (gradient accumulation); returns (mean loss, grad norm)."""
+    """Optimizer step number ``step`` over ``batches`` (gradient accumulation); returns (mean loss, grad norm)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total = 0.0
-    for batch in batches:
-        features = encoder_features(model, cache, batch)
+    for index, batch in enumerate(batches):
+        features = sources.load(model, batch, f"{step}/{index}")
         if stage.mask_features:
             features = [mask_features(f) for f in features]
         texts = [e.text for e in batch]
@@ -649,7 +683,9 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
 
     # -- data (encoding whatever is not in the feature cache yet), then the model
     cache = feature_cache(config)
-    train_sources, dev = prepare_data(config, cache)
+    whole = whole_utterance_cache(config, cache)
+    train_sources, dev = prepare_data(config, cache, whole=whole)
+    sources = TrainingFeatures(cache, whole, config.data.whole_utterance_share)
     options = config.model["projector_options"] or {}
     if config.subword_units and "units" not in options:
         units, source = subword_units([e.text for rows, _ in train_sources for e in rows], config)
@@ -737,7 +773,16 @@ def _train(config: Config, run_dir: Path, resume: bool) -> None:
                 batches = [stream.take(stage.batch_size) for _ in range(stage.grad_accum)]
                 lr = scheduler.get_last_lr()[0]
                 loss, grad_norm = train_step(
-                    model, head, stage, batches, cache, optimizer, scaler, config.grad_clip, autocast
+                    model,
+                    head,
+                    stage,
+                    batches,
+                    sources,
+                    progress["global_step"],
+                    optimizer,
+                    scaler,
+                    config.grad_clip,
+                    autocast,
                 )
                 scheduler.step()
                 progress["global_step"] += 1
