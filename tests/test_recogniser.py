@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from pipecat.tests.utils import run_test
 from pipeline_helpers import assert_well_formed, audio_frames, finals, utterance, with_vad
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
+from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority
 from pipecat_tiny_audio.decoding import run_steps
 from pipecat_tiny_audio.features import FeatureMode, encode_audio
 from pipecat_tiny_audio.recogniser_stream import RecogniserStream
@@ -157,3 +159,22 @@ async def test_four_sessions_on_the_recogniser_get_the_finals_each_gets_alone(ba
     together = await asyncio.gather(*(transcribe(audio) for audio in clips))
     assert list(together) == alone and all(len(texts) == 1 for texts in alone)
     assert cer(sentences, [texts[0].lower() for texts in alone]) < 0.35, alone
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
+async def test_a_lone_final_borrows_the_idle_encoder_lane_s_core_and_gets_the_one_core_transcript(base_model, say):
+    served = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder).optimize_for_inference()
+    audio = say("please read the last message from sarah out loud")
+    streamed, alone = StreamingDecoder(served), StreamingDecoder(served)
+    streamed.feed(audio)
+    alone.feed(audio)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one_core = alone.finalize()
+    finally:
+        torch.set_num_threads(threads)
+
+    scheduler = BatchScheduler(served, num_threads=1)
+    assert await scheduler.run(streamed.finalize_steps(), Priority.FINAL) == one_core
+    assert scheduler.wide_threads == 2 and scheduler.stats.wide_batches == scheduler.stats.batches > 0

@@ -33,7 +33,14 @@ Work that is not an LLM pass (encoding a chunk of audio) arrives as a
 :class:`~pipecat_tiny_audio.decoding.Compute`. It runs on a second thread, the *encoder lane*, while
 the scheduler's thread runs LLM passes, so both cores work; a session's steps still run in order,
 since its job waits for its compute. When the LLM has nothing to do, the scheduler's thread encodes
-too. Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
+too. When only finals wait (the lane idle, no other session's work
+queued), their LLM passes borrow the lane's threads (:attr:`BatchScheduler.wide_threads`, twice
+``num_threads`` when the cores allow), and the lane starts nothing until the pass ends. Under load
+they do not: the borrowed thread's spinning cost the lane more than the pass gained (N=4: final p90
+813 → 1004 ms when any final's pass borrowed it whenever the lane was idle). On
+this 2-core CPU the LLM gives the same logits on one thread or two (a check in
+``tests/test_batch_scheduler.py``), so a transcript does not depend on it.
+Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
 ``python -m benchmarks.batching``, eight 1.96 s windows took 392 ms one at a time and 330 ms as
 one batch, but the batch changes the encoder's output (by up to 3e-4: other matmul blocking),
 which would make a transcript depend on how many other people are talking.
@@ -48,6 +55,7 @@ import asyncio
 import atexit
 import contextlib
 import itertools
+import os
 import threading
 import time
 import weakref
@@ -83,6 +91,7 @@ class SchedulerStats:
 
     batches: int = 0  # batches of LLM passes (one forward each, for a Llama-family LLM)
     passes: int = 0  # LLM passes of decodes
+    wide_batches: int = 0  # of those, finals' batches run on the lane's threads too
     lane_computes: int = 0  # computes (chunk encodings) run on the encoder lane
     busy_seconds: float = 0.0  # wall time the scheduler's thread spent on work
     cpu_seconds: float = 0.0  # its CPU time meanwhile
@@ -140,12 +149,16 @@ class BatchScheduler:
 
     Args:
         model: a :class:`~pipecat_tiny_audio.modeling.TinyAudioModel` (its ``llm`` runs the passes).
-        num_threads: torch intra-op threads set on the scheduler's thread (``None``: torch's default).
+        num_threads: torch intra-op threads set on each of its two threads (``None``: torch's default).
     """
 
     def __init__(self, model: Any, num_threads: int | None = None):
         self.model = model
         self.num_threads = num_threads
+        # Threads for a final's pass while the lane is idle: the lane's too, if there are cores for both.
+        both = 2 * num_threads if num_threads is not None else None
+        self.wide_threads = both if both is not None and both <= (os.cpu_count() or 1) else None
+        self._wide = False  # a pass runs on the lane's threads: the lane starts nothing
         self._jobs: list[_Job] = []
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -240,7 +253,9 @@ class BatchScheduler:
             while True:
                 with self._changed:
                     job = None
-                    while not self._exiting and (job := self._take_compute()) is None and self._thread is not None:
+                    while not self._exiting and self._thread is not None:
+                        if not self._wide and (job := self._take_compute()) is not None:
+                            break
                         self._changed.wait(IDLE_SECONDS)
                     if job is None:
                         self._lane = None
@@ -321,13 +336,26 @@ class BatchScheduler:
         job.moved_at = time.perf_counter()
 
     def _forward(self, batch: list[_Job]) -> None:
+        with self._changed:
+            self._wide = self.wide_threads is not None and all(
+                job.priority is Priority.FINAL and not job.computing for job in self._jobs
+            )
         try:
+            if self._wide:
+                torch.set_num_threads(self.wide_threads)
             logits = ragged_forward(self.model.llm, [job.forward for job in batch])
         except Exception as error:
             for job in batch:
                 job.steps.close()
                 self._finish(job, None, error)
             return
+        finally:
+            if self._wide:
+                torch.set_num_threads(self.num_threads)
+                with self._changed:
+                    self._wide = False
+                    self.stats.wide_batches += 1
+                    self._changed.notify_all()  # the lane may start again
         self.stats.batches += 1
         self.stats.passes += len(batch)
         for job, rows in zip(batch, logits, strict=True):
