@@ -48,3 +48,14 @@ def test_the_sentences_command_writes_a_file_synth_reads(tmp_path):
         args.func(args)
     assert stop.value.code == 0
     assert len(read_sentences(out)) == 5
+
+
+def test_a_stopped_run_resumes_from_its_progress_file_to_the_same_list(tmp_path):
+    progress, small = tmp_path / "llm.txt.progress.json", {"batch_size": 4, "max_new_tokens": 48}
+    first = sample_sentences(4, seed=5, progress_file=progress, **small)  # then the session ends
+    resumed = sample_sentences(10, seed=5, progress_file=progress, **small)
+
+    assert resumed[:4] == first
+    assert resumed == sample_sentences(10, seed=5, **small)  # what one uninterrupted run writes
+    with pytest.raises(ValueError, match="delete it to start over"):
+        sample_sentences(10, seed=6, progress_file=progress, **small)

@@ -7,6 +7,10 @@ a list: each prompt names a kind of speech and a topic, shows three example line
 next lines (``- ...``) become sentences. Every line goes through the corpus's own cleaning
 (``clean_sentence``: spoken numbers, plain ASCII, 3-25 words) and the dev-set filter.
 
+Sampling 6,000 takes about an hour on one CPU core, so it resumes: each batch of prompts is seeded
+by its number, and after each one the sentences so far are saved beside the output
+(``<out>.progress.json``); a stopped run continues from there and writes the same list.
+
     python -m trainer sentences --out data/llm-sentences.txt --n 6000 --seed 0
     python -m trainer synth --out data/synth-llm --text data/llm-sentences.txt --n 4000 --seed 2
 """
@@ -14,6 +18,7 @@ next lines (``- ...``) become sentences. Every line goes through the corpus's ow
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,26 +120,30 @@ def sample_sentences(
     batch_size: int = 16,
     max_new_tokens: int = 80,
     dev_filter: DevSetFilter | None = None,
+    progress_file: Path | None = None,
 ) -> list[str]:
     """``n`` distinct cleaned sentences, none from the dev set and none of the prompts' examples.
 
-    Same ``n``, ``seed``, weights and torch thread count give the same list.
+    Same ``n``, ``seed``, weights and torch thread count give the same list. With ``progress_file``
+    the sentences so far are saved there after every batch, and a call with the same settings
+    continues from them (a larger ``n`` extends the list).
     """
     import torch
 
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     dev_filter = dev_filter if dev_filter is not None else DevSetFilter.from_file()
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    settings = {"seed": seed, "llm": llm_source, "batch_size": batch_size, "max_new_tokens": max_new_tokens}
+    state = _load_progress(progress_file, settings)
+    sentences, lines_read = state["sentences"], state["lines_read"]
     llm, tokenizer = load_llm(llm_source)
     tokenizer.padding_side = "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    seen = set(EXAMPLES)
-    sentences: list[str] = []
-    lines_read = 0
-    with tqdm(total=n, desc="sentences", unit="sentence") as progress:
+    seen = set(EXAMPLES) | set(sentences)
+    with tqdm(total=n, initial=min(len(sentences), n), desc="sentences", unit="sentence") as progress:
         while len(sentences) < n:
+            rng = np.random.default_rng([seed, state["batches"]])
+            torch.manual_seed(int(rng.integers(2**62)))
             prompts = [make_prompt(rng) for _ in range(batch_size)]
             batch = tokenizer(prompts, return_tensors="pt", padding=True)
             with torch.no_grad():
@@ -154,16 +163,44 @@ def sample_sentences(
                     seen.add(sentence)
                     sentences.append(sentence)
                     progress.update(1)
-    logger.info(f"kept {n} of {lines_read} sampled lines")
+            state.update(batches=state["batches"] + 1, lines_read=lines_read)
+            if progress_file is not None:
+                _write_atomically(progress_file, json.dumps({"settings": settings, **state}))
+    logger.info(f"kept {len(sentences)} of {lines_read} sampled lines")
     return sentences[:n]
+
+
+def _load_progress(path: Path | None, settings: dict) -> dict:
+    """The state a stopped run saved with these ``settings``, or a fresh one."""
+    fresh = {"batches": 0, "lines_read": 0, "sentences": []}
+    if path is None or not path.exists():
+        return fresh
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        state = {key: saved[key] for key in fresh}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a sentences progress file ({error}): delete it to start over") from None
+    if saved.get("settings") != settings:
+        raise ValueError(f"{path} was saved with {saved.get('settings')}, not {settings}: delete it to start over")
+    logger.info(f"resuming from {path}: {len(state['sentences'])} sentences after {state['batches']} batches")
+    return state
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_sentences(path: Path, sentences: Sequence[str]) -> None:
     """One sentence per line, written atomically (the file ``synth --text`` reads)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{s}\n" for s in sentences), encoding="utf-8")
-    os.replace(tmp, path)
+    _write_atomically(path, "".join(f"{s}\n" for s in sentences))
+
+
+def progress_path(out: Path) -> Path:
+    """Where ``sentences --out OUT`` keeps its progress until OUT is written."""
+    return out.with_name(out.name + ".progress.json")
 
 
 def add_sentences_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,7 +214,11 @@ def add_sentences_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_sentences(args: argparse.Namespace) -> int:
     """Runs ``sentences`` from parsed arguments; returns the process exit code."""
-    sentences = sample_sentences(args.n, args.seed, llm_source=args.llm, batch_size=args.batch_size)
+    progress = progress_path(args.out)
+    sentences = sample_sentences(
+        args.n, args.seed, llm_source=args.llm, batch_size=args.batch_size, progress_file=progress
+    )
     write_sentences(args.out, sentences)
+    progress.unlink(missing_ok=True)
     logger.info(f"wrote {len(sentences)} sentences to {args.out}")
     return 0
