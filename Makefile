@@ -50,19 +50,19 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
-# unseen-voice set first, then the corpora that resume clip by clip, then the SmolLM2 sentences (~1 h, written
-# at the end: an interrupted run starts over) and what is spoken from them, the tuning clips first. Many hours
-# on a 2-core CPU (the Kokoro corpora are most of it). WORKERS=1 leaves a core for other work.
+# unseen-voice set first, then the SmolLM2 sentences (~1 h) and the tuning clips spoken from them, then the
+# training corpora. Every step resumes where an interrupted run stopped. Many hours on a 2-core CPU (the
+# Kokoro corpora are most of it). WORKERS=1 leaves a core for other work.
 WORKERS ?= 2
 SYNTH := $(PY) -m trainer synth --workers $(WORKERS)
 corpus: setup
 	$(SYNTH) --out data/synth8k --n 8000 --seed 0 --engines espeak flite festival
-	$(SYNTH) --out data/synth-k --n 6000 --seed 1
-	$(SYNTH) --out data/synth-kokoro --n 4000 --heldout-n 0 --seed 3 --engines kokoro
-	$(SYNTH) --out data/synth-kaccents --n 3000 --heldout-n 0 --seed 4 --engines kokoro --kokoro-accents
 	test -s data/llm-sentences.txt || $(PY) -m trainer sentences --out data/llm-sentences.txt --n 6000 --seed 0
 	tail -150 data/llm-sentences.txt > data/tune-llm.txt
 	$(SYNTH) --out data/tune-llm --text data/tune-llm.txt --n 150 --heldout-n 0 --seed 9
+	$(SYNTH) --out data/synth-k --n 6000 --seed 1
+	$(SYNTH) --out data/synth-kokoro --n 4000 --heldout-n 0 --seed 3 --engines kokoro
+	$(SYNTH) --out data/synth-kaccents --n 3000 --heldout-n 0 --seed 4 --engines kokoro --kokoro-accents
 	$(SYNTH) --out data/synth-llm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 2
 	$(SYNTH) --out data/synth-kllm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 5 --engines kokoro --kokoro-accents
 	$(PY) -m trainer features --config base
