@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from pipecat_tiny_audio.sources import SMOLLM2_135M, load_llm
-from trainer.text_corpus import DevSetFilter, clean_sentence
+from trainer.text_corpus import DevSetFilter, clean_sentence, write_text_atomically
 
 KINDS = (
     "Short sentences people say out loud about {topic}",
@@ -165,7 +164,7 @@ def sample_sentences(
                     progress.update(1)
             state.update(batches=state["batches"] + 1, lines_read=lines_read)
             if progress_file is not None:
-                _write_atomically(progress_file, json.dumps({"settings": settings, **state}))
+                write_text_atomically(progress_file, json.dumps({"settings": settings, **state}))
     logger.info(f"kept {len(sentences)} of {lines_read} sampled lines")
     return sentences[:n]
 
@@ -186,16 +185,9 @@ def _load_progress(path: Path | None, settings: dict) -> dict:
     return state
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_sentences(path: Path, sentences: Sequence[str]) -> None:
     """One sentence per line, written atomically (the file ``synth --text`` reads)."""
-    _write_atomically(path, "".join(f"{s}\n" for s in sentences))
+    write_text_atomically(path, "".join(f"{s}\n" for s in sentences))
 
 
 def progress_path(out: Path) -> Path:

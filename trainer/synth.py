@@ -51,7 +51,7 @@ from trainer.kokoro_tts import (
     mix_voice_name,
     parse_mix_voice,
 )
-from trainer.text_corpus import build_sentences, read_sentences
+from trainer.text_corpus import build_sentences, read_sentences, write_text_atomically
 
 SAMPLE_RATE = 16_000  # the model's input rate (pipecat_tiny_audio.audio.SAMPLE_RATE; not imported: no torch here)
 ENGINES = ("espeak", "flite", "festival", "kokoro")
@@ -626,7 +626,7 @@ def _claim_out_dir(out_dir: Path, settings: dict) -> None:
             )
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(config, json.dumps(settings, indent=2) + "\n")
+    write_text_atomically(config, json.dumps(settings, indent=2) + "\n")
 
 
 def _write_manifest(folder: Path, specs: Sequence[ClipSpec], durations: dict[tuple[str, int], float]) -> Path:
@@ -645,14 +645,8 @@ def _write_manifest(folder: Path, specs: Sequence[ClipSpec], durations: dict[tup
     ]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.jsonl"
-    _write_atomic(path, "".join(line + "\n" for line in lines))
+    write_text_atomically(path, "".join(line + "\n" for line in lines))
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --- command line -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ are narrative example sentences from WordNet (Debian package ``wordnet-base``; l
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -580,3 +581,11 @@ def read_sentences(path: Path, dev_filter: DevSetFilter | None = None) -> list[s
     sentences = [s for s in map(clean_sentence, lines) if s and not dev_filter.rejects(s)]
     logger.info(f"{path}: kept {len(sentences)} of {len(lines)} lines as sentences")
     return sentences
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: an interrupted write leaves the old file (or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -140,13 +140,12 @@ def prepare_data(
     if not train:
         raise DataError("data.train is empty: configure at least one training source")
     check_no_dev_sentences(train, forbidden)
-    train_examples = [
-        (cache.prepare(rows, config.data.max_seconds, skips, f"features {rows[0].source if rows else ''}", shard), w)
-        for rows, w in train
-    ]
-    if whole is not None:
-        for rows, _ in train:
-            whole.prepare(rows, config.data.max_seconds, None, f"whole-utterance features {rows[0].source}", shard)
+    train_examples = []
+    for rows, w in train:
+        source = rows[0].source if rows else ""
+        train_examples.append((cache.prepare(rows, config.data.max_seconds, skips, f"features {source}", shard), w))
+        if whole is not None:
+            whole.prepare(rows, config.data.max_seconds, None, f"whole-utterance features {source}", shard)
     dev_examples = [
         e for rows, _ in dev for e in cache.prepare(rows, config.data.max_seconds, skips, "features dev", shard)
     ]

@@ -39,7 +39,7 @@ queued), their LLM passes borrow the lane's threads (:attr:`BatchScheduler.wide_
 they do not: the borrowed thread's spinning cost the lane more than the pass gained (N=4: final p90
 813 → 1004 ms when any final's pass borrowed it whenever the lane was idle). On
 this 2-core CPU the LLM gives the same logits on one thread or two (a check in
-``tests/test_batch_scheduler.py``), so a transcript does not depend on it.
+``tests/test_recogniser.py``), so a transcript does not depend on it.
 Encoder work is not batched: each session's chunks are encoded one at a time. Measured with
 ``python -m benchmarks.batching``, eight 1.96 s windows took 392 ms one at a time and 330 ms as
 one batch, but the batch changes the encoder's output (by up to 3e-4: other matmul blocking),
