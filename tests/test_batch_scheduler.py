@@ -135,7 +135,7 @@ async def test_partials_are_batched_and_a_final_goes_first(served, speech):
     assert scheduler.stats.passes > scheduler.stats.batches, "the three partials' passes were never batched"
 
 
-async def test_audio_is_encoded_on_the_encoder_lane_while_the_llm_runs_another_sessions_pass(served, speech):
+async def test_audio_is_encoded_on_one_thread_while_the_other_runs_another_sessions_llm_pass(served, speech):
     scheduler = BatchScheduler(served, num_threads=1)
     decoder = fed(served, speech[0])
     passed = threading.Event()
@@ -157,7 +157,7 @@ async def test_audio_is_encoded_on_the_encoder_lane_while_the_llm_runs_another_s
     )
 
     assert encoded == "encoded" and hypothesis.text
-    assert scheduler.stats.lane_computes == 1
+    assert scheduler.stats.lane_computes + scheduler.stats.lane_batches > 0, "the encoder lane did none of it"
 
 
 async def test_a_partial_kept_waiting_too_long_is_skipped(served, speech):
