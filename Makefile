@@ -61,8 +61,8 @@ corpus: setup
 	tail -150 data/llm-sentences.txt > data/tune-llm.txt
 	$(SYNTH) --out data/tune-llm --text data/tune-llm.txt --n 150 --heldout-n 0 --seed 9
 	$(SYNTH) --out data/synth-k --n 6000 --seed 1
+	$(SYNTH) --out data/synth-llm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 2
 	$(SYNTH) --out data/synth-kokoro --n 4000 --heldout-n 0 --seed 3 --engines kokoro
 	$(SYNTH) --out data/synth-kaccents --n 3000 --heldout-n 0 --seed 4 --engines kokoro --kokoro-accents
-	$(SYNTH) --out data/synth-llm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 2
 	$(SYNTH) --out data/synth-kllm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 5 --engines kokoro --kokoro-accents
 	$(PY) -m trainer features --config base
