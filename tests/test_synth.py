@@ -147,6 +147,34 @@ def test_plan_is_a_function_of_the_seed_only() -> None:
 
 
 @needs_tts
+def test_variants_share_a_rendering_of_speech_and_each_draws_its_own_noise_and_room() -> None:
+    voices = discover_voices()
+    plain, _ = plan_corpus(SENTENCES, 40, seed=1, voices=voices, n_heldout=0)
+    assert plan_corpus(SENTENCES, 40, seed=1, voices=voices, n_heldout=0, variants=1)[0] == plain
+
+    paired, _ = plan_corpus(SENTENCES, 40, seed=1, voices=voices, n_heldout=0, variants=2)
+    speech = ("text", "voice", "rate", "pitch", "speed")
+    for first, second in zip(paired[::2], paired[1::2], strict=True):
+        assert [getattr(first, k) for k in speech] == [getattr(second, k) for k in speech]
+        assert first.noise_seed != second.noise_seed and first.index + 1 == second.index
+    # the first of each pair is the plain plan's clip for that sentence, at its own index
+    assert [replace(c, index=c.index // 2) for c in paired[::2]] == plain[:20]
+    assert len({(c.noise, c.rt60, c.level_db) for c in paired}) > 30
+
+
+@needs_tts
+def test_a_corpus_of_variants_speaks_each_sentence_once_per_variant(tmp_path: Path) -> None:
+    report = build(tmp_path / "variants", n_utterances=4, n_heldout=0, variants=2)
+
+    rows = read_manifest(report.train_manifest)
+    assert report.n_train == 4 and [r["text"] for r in rows[::2]] == [r["text"] for r in rows[1::2]]
+    assert [r["voice"] for r in rows[::2]] == [r["voice"] for r in rows[1::2]]
+    assert rows[0]["augment"] != rows[1]["augment"]
+    with pytest.raises(ValueError, match="variants"):
+        build(tmp_path / "variants", n_utterances=4, n_heldout=0)  # resumes only with the same settings
+
+
+@needs_tts
 def test_the_unseen_voice_test_speakers_are_never_trained_on_even_when_nothing_is_held_out() -> None:
     voices = discover_voices()
     assert {"flite:slt", "festival:cmu_us_slt_arctic_hts"} <= {v.name for v in voices}

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -228,9 +228,16 @@ def plan_clip(
     babble_texts: Sequence[str],
     babble_voices: Sequence[Voice],
     augment: AugmentConfig,
+    variants: int = 1,
 ) -> ClipSpec:
-    """One clip's random choices, drawn from a generator seeded by (seed, split, index) only."""
-    rng = np.random.default_rng([seed, SPLITS[split], index])
+    """One clip's random choices, drawn from a generator seeded by (seed, split, index) only.
+
+    ``variants`` > 1: clips ``k * variants`` ... ``k * variants + variants - 1`` share one rendering of
+    speech (voice, rate, pitch, speed: clip k's draws) and each draws its own reverberation, noise,
+    padding and level, so one TTS call gives that many differently recorded clips.
+    """
+    base, variant = divmod(index, variants)
+    rng = np.random.default_rng([seed, SPLITS[split], base])
     engines = sorted({v.engine for v in voices})
     weights = np.array([ENGINE_WEIGHTS[e] for e in engines])
     engine = engines[int(rng.choice(len(engines), p=weights / weights.sum()))]
@@ -245,6 +252,8 @@ def plan_clip(
     else:
         rate, pitch = _uniform(rng, (0.85, 1.2)), float(rng.integers(-250, 251))
     speed = _uniform(rng, augment.speed_range) if rng.random() < augment.speed_prob else 1.0
+    if variant:
+        rng = np.random.default_rng([seed, SPLITS[split], base, variant])
     reverb = rng.random() < augment.reverb_prob
     rt60 = _uniform(rng, augment.rt60_range) if reverb else 0.0
     drr_db = _uniform(rng, augment.drr_range_db, 1) if reverb else 0.0
@@ -288,9 +297,13 @@ def plan_corpus(
     holdout_voices: Sequence[str] = DEFAULT_HOLDOUT_VOICES,
     n_heldout: int = 300,
     augment: AugmentConfig | None = None,
+    variants: int = 1,
 ) -> tuple[list[ClipSpec], list[ClipSpec]]:
     """(train clips, held-out clips). Held-out clips use only ``holdout_voices`` and, when there are
-    enough sentences, the last ``n_heldout`` sentences, which train clips never use."""
+    enough sentences, the last ``n_heldout`` sentences, which train clips never use. ``variants``:
+    recordings per rendered train sentence (see :func:`plan_clip`); held-out clips get one each."""
+    if variants < 1:
+        raise ValueError(f"variants must be at least 1, not {variants}")
     if not sentences:
         raise ValueError("no sentences to synthesize")
     augment = augment or AugmentConfig()
@@ -308,12 +321,13 @@ def plan_corpus(
         plan_clip(
             "train",
             i,
-            train_pool[i % len(train_pool)],
+            train_pool[i // variants % len(train_pool)],
             seed,
             train_voices,
             train_pool,
             babble_voices,
             augment,
+            variants,
         )
         for i in range(n_utterances)
     ]
@@ -471,9 +485,17 @@ def augment_clip(speech: np.ndarray, spec: ClipSpec, talkers: Sequence[np.ndarra
     return audio.astype(np.float32)
 
 
+@lru_cache(maxsize=4)
+def _speech(voice: str, text: str, rate: float, pitch: float, speed: float) -> np.ndarray:
+    """One rendering of speech, kept for the clips that share it (``--variants``); read-only."""
+    speech = synthesize(voice, text, rate, pitch, speed)
+    speech.setflags(write=False)
+    return speech
+
+
 def render_clip(spec: ClipSpec) -> np.ndarray:
     """The finished 16 kHz clip for ``spec``."""
-    speech = synthesize(spec.voice, spec.text, spec.rate, spec.pitch, spec.speed)
+    speech = _speech(spec.voice, spec.text, spec.rate, spec.pitch, spec.speed)
     talkers = [synthesize(f"espeak:{voice}", text, 175, 50) for text, voice in spec.babble]
     return augment_clip(speech, spec, talkers)
 
@@ -537,8 +559,10 @@ def build_corpus(
     augment: AugmentConfig | None = None,
     progress: bool = True,
     kokoro_accents: bool = False,
+    variants: int = 1,
 ) -> CorpusReport:
-    """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``.
+    """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``;
+    ``variants`` training clips per rendering of speech (see :func:`plan_clip`).
 
     Clips already on disk from an interrupted run with the same settings are kept, not re-rendered.
     Clips whose synthesis fails are logged and left out of the manifest.
@@ -549,7 +573,7 @@ def build_corpus(
     voices = discover_voices(tuple(engines), kokoro_accents)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
-        augment=augment,
+        augment=augment, variants=variants,
     )  # fmt: skip
     settings = {
         "seed": seed,
@@ -559,7 +583,7 @@ def build_corpus(
         "voices": [v.name for v in voices],
         "sentences_sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
         "augment": asdict(augment),
-    }
+    } | ({"variants": variants} if variants > 1 else {})  # corpora built before variants resume as they were
     _claim_out_dir(out_dir, settings)
     for stale in out_dir.glob("**/.*.flac.*.tmp"):  # half-written by a killed run
         stale.unlink()
@@ -577,7 +601,7 @@ def build_corpus(
         logger.info(f"resuming: {len(durations)} clips already in {out_dir}, {len(todo)} to render")
     failed = 0
     with tqdm(total=len(todo), desc="synth", unit="clip", disable=not progress, smoothing=0.05) as bar:
-        for split, index, seconds, error in _run_jobs(todo, workers):
+        for split, index, seconds, error in _run_jobs(todo, workers, chunk=max(4, variants)):
             bar.update()
             if error is not None:
                 failed += 1
@@ -604,14 +628,18 @@ def build_corpus(
     return report
 
 
-def _run_jobs(todo: list[tuple[ClipSpec, Path]], workers: int) -> Iterator[tuple[str, int, float | None, str | None]]:
+def _run_jobs(
+    todo: list[tuple[ClipSpec, Path]], workers: int, chunk: int
+) -> Iterator[tuple[str, int, float | None, str | None]]:
+    """Renders ``todo`` in ``workers`` processes, ``chunk`` consecutive clips at a time (so the variants of
+    one rendering of speech meet in one process)."""
     if workers <= 1 or len(todo) <= 1:
         yield from map(_render_job, todo)
         return
     # fork: workers need no re-import of __main__ (safe from unguarded scripts); the parent runs no torch
     # threads before this point, so forking is safe even when `python -m trainer` has imported torch
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap_unordered(_render_job, todo, chunksize=4)
+        yield from pool.imap_unordered(_render_job, todo, chunksize=chunk)
 
 
 def _claim_out_dir(out_dir: Path, settings: dict) -> None:
@@ -680,6 +708,13 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-augment", action="store_true", help="no noise, reverb or speed perturbation")
     parser.add_argument(
+        "--variants",
+        type=int,
+        default=1,
+        help="training clips per rendering of speech, each with its own noise, reverberation, padding and "
+        "level (default 1; --n counts clips, so --n 8000 --variants 2 renders 4000 sentences)",
+    )
+    parser.add_argument(
         "--kokoro-accents",
         action="store_true",
         help=f"Kokoro voices speak espeak-ng's regional English accents ({', '.join(REGIONAL_ACCENTS)}) "
@@ -704,6 +739,7 @@ def run_synth(args: argparse.Namespace) -> int:
         engines=args.engines,
         augment=AugmentConfig.none() if args.no_augment else None,
         kokoro_accents=args.kokoro_accents,
+        variants=args.variants,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
