@@ -2,7 +2,7 @@
 
 Every call into a shared model (encoding a session's new audio, a partial, a final) arrives as
 *steps* (see :mod:`~pipecat_tiny_audio.decoding`): a generator that computes until it needs an
-LLM pass and then yields it. The scheduler's thread advances one job at a time, most urgent first,
+LLM pass and then yields it. The scheduler's thread advances the most urgent job (the encoder lane helps, below),
 and when the most urgent jobs all wait for LLM passes it runs those passes as one ragged batch
 (:func:`~pipecat_tiny_audio.ragged_forward.ragged_forward`), so N sessions' decoding steps read
 the LLM's weights once instead of N times. A recogniser's LLM passes are such passes too: each
