@@ -7,6 +7,7 @@ import torch
 
 from trainer.__main__ import _resolve_config, build_parser
 from trainer.config import CONFIG_DIR, Config, ConfigError, load_config, read_saved_config, save_config
+from trainer.feature_masking import mask_features
 
 
 def test_defaults_and_default_yaml_agree():
@@ -29,6 +30,18 @@ def test_every_shipped_experiment_loads():
     assert smoke.stages[0].min_lr_ratio == Config().stages[0].min_lr_ratio  # unspecified stage keys default
     masked = load_config("smoke", ["stages.0.mask_features=true"])  # and can be overridden one by one
     assert masked.stages[0].mask_features and not smoke.stages[0].mask_features
+    with pytest.raises(ConfigError, match="mask_scale"):
+        load_config("smoke", ["stages.0.mask_scale=0"])
+
+
+def test_a_larger_mask_scale_masks_more_of_the_features():
+    torch.manual_seed(0)
+    features = torch.ones(500, 64)  # 10 s of 64-channel frames
+
+    def masked_share(scale: float) -> float:
+        return sum(float((mask_features(features, scale) == 0).float().mean()) for _ in range(40)) / 40
+
+    assert 0 < masked_share(1.0) < 0.5 * masked_share(3.0)
 
 
 def test_experiment_file_path_and_overrides(tmp_path):

@@ -52,6 +52,7 @@ class StageConfig:
     grad_accum: int = 1
     train_projector: bool = True  # lora stage: also keep training the projector
     mask_features: bool = False  # SpecAugment-style time and channel masks on the cached features
+    mask_scale: float = 1.0  # more (> 1) or fewer masks per second, and wider ones
     # model.encoder_trained_layers > 0: those pretrained layers learn at this fraction of lr
     encoder_lr_ratio: float = 0.1
     ctc_weight: float = 0.0  # lm/lora stages: add this times the alignment loss (keeps the recogniser aligned)
@@ -62,6 +63,8 @@ class StageConfig:
     def __post_init__(self) -> None:
         if self.name not in STAGE_NAMES:
             raise ConfigError(f"stage name must be one of {STAGE_NAMES}, got {self.name!r}")
+        if self.mask_scale <= 0:
+            raise ConfigError(f"stage {self.name}: mask_scale must be > 0, got {self.mask_scale}")
         if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError(f"stage {self.name}: steps >= 0, batch_size >= 1 and grad_accum >= 1 are required")
 

@@ -637,7 +637,7 @@ def train_step(
     for index, batch in enumerate(batches):
         features = sources.load(model, batch, f"{step}/{index}")
         if stage.mask_features:
-            features = [mask_features(f) for f in features]
+            features = [mask_features(f, stage.mask_scale) for f in features]
         texts = [e.text for e in batch]
         with autocast():
             if stage.name == "ctc":
