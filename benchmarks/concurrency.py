@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
     parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
     parser.add_argument("--pre-roll", type=float, default=None, help="TinyAudioSTT pre_roll_secs (default: its own)")
+    parser.add_argument(
+        "--chunk-finals", action="store_true", help="TinyAudioSTT(whole_utterance_final=False): finals from the chunks"
+    )
     parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--run-sessions", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -222,7 +225,8 @@ def main() -> None:
     if args.run:
         print(json.dumps(asyncio.run(serve(args.run, args))))
         return
-    print(f"TinyAudioSTT model: {describe_model(args.model)}", flush=True)
+    finals = "from the chunks (--chunk-finals)" if args.chunk_finals else "as the model's config says"
+    print(f"TinyAudioSTT model: {describe_model(args.model)}; finals {finals}", flush=True)
     results = []
     for sessions in args.sessions:
         for system in ["ours", "peer"] if args.peer else ["ours"]:

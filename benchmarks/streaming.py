@@ -57,7 +57,13 @@ def build_stt(system: str, args):
 
         threads = {} if args.threads is None else {"num_threads": args.threads}  # else the service default
         pre_roll = {} if args.pre_roll is None else {"pre_roll_secs": args.pre_roll}
-        return TinyAudioSTT(model=args.model, partial_interval=args.partial_interval, **threads, **pre_roll)
+        return TinyAudioSTT(
+            model=args.model,
+            partial_interval=args.partial_interval,
+            whole_utterance_final=not args.chunk_finals,
+            **threads,
+            **pre_roll,
+        )
     from pipecat.services.whisper.stt import WhisperSTTService
     from pipecat.transcriptions.language import Language
 
@@ -376,6 +382,8 @@ def run_in_subprocess(script: str, system: str, args, options: list[str]) -> dic
         cmd += ["--threads", str(args.threads)]
     if args.pre_roll is not None:
         cmd += ["--pre-roll", str(args.pre_roll)]
+    if args.chunk_finals:
+        cmd += ["--chunk-finals"]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env={**os.environ, "LOGURU_LEVEL": "WARNING"})
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
@@ -391,6 +399,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
     parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
     parser.add_argument("--pre-roll", type=float, default=None, help="TinyAudioSTT pre_roll_secs (default: its own)")
+    parser.add_argument(
+        "--chunk-finals", action="store_true", help="TinyAudioSTT(whole_utterance_final=False): finals from the chunks"
+    )
     parser.add_argument("--breakdown", action="store_true", help="time each decoding component instead")
     parser.add_argument("--timeline", action="store_true", help="time the final against the VAD stop instead")
     parser.add_argument(

@@ -18,7 +18,7 @@ import torch
 from pipecat.tests.utils import run_test
 from pipeline_helpers import assert_well_formed, audio_frames, finals, utterance, with_vad
 
-from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
+from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT, streaming
 from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority
 from pipecat_tiny_audio.decoding import run_steps
 from pipecat_tiny_audio.features import FeatureMode, encode_audio
@@ -127,6 +127,31 @@ def test_a_whole_utterance_final_streams_its_offline_transcript_with_fewer_llm_t
     fresh = []
     assert run_steps(counting(fresh), RecogniserStream(recogniser).whole_final_steps(whole)) == offline
     assert sum(final) < sum(fresh)
+
+
+def test_chunk_finals_skip_the_whole_utterance_encoding_and_match_a_chunk_final_recogniser(
+    base_model, say, monkeypatch
+):
+    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
+    recogniser.config.whole_utterance_final = False
+    sentence = "please read the last message from sarah out loud"
+    audio = say(sentence)
+    chunk_final = recogniser.transcribe(audio)
+    assert cer([sentence], [chunk_final]) < 0.35, chunk_final
+
+    recogniser.config.whole_utterance_final = True  # the model asks for whole-utterance finals; the stream declines
+    whole_encodings = []
+    monkeypatch.setattr(streaming, "encode_audio", lambda *args: whole_encodings.append(args) or encode_audio(*args))
+    decoder = StreamingDecoder(recogniser, whole_utterance_final=False)
+    for start in range(0, audio.size, 8000):
+        decoder.feed(audio[start : start + 8000])
+    assert decoder.finalize() == chunk_final
+    assert whole_encodings == []
+
+    decoder = StreamingDecoder(recogniser)  # the model's choice: the final encodes the utterance whole
+    decoder.feed(audio)
+    decoder.finalize()
+    assert len(whole_encodings) == 1
 
 
 def test_a_whole_utterance_final_transcribes_speech_longer_than_whisper_s_window(base_model, say):

@@ -131,13 +131,23 @@ class StreamingDecoder:
         model: the model; its ``feature_mode`` decides chunked or whole-utterance encoding.
         max_segment_seconds: longest stretch decoded on one KV cache before a cut (at most 30 s,
             Whisper's window).
+        whole_utterance_final: ``False`` takes a chunked recogniser's finals from its chunks even when the
+            model's config asks for whole-utterance finals: far less work after the speaker stops, for a
+            few points of WER (README, *Many sessions on one model*). ``True``: the model's choice.
     """
 
-    def __init__(self, model: TinyAudioModel, *, max_segment_seconds: float = 25.0):
+    def __init__(
+        self,
+        model: TinyAudioModel,
+        *,
+        max_segment_seconds: float = 25.0,
+        whole_utterance_final: bool = True,
+    ):
         low, high = MAX_SEGMENT_RANGE
         if not low <= max_segment_seconds <= high:
             raise ValueError(f"max_segment_seconds must be between {low:g} and {high:g} s, got {max_segment_seconds}")
         self.model = model
+        self._whole_final = model.whole_utterance_final and whole_utterance_final
         self._mode = model.feature_mode
         self._k = model.config.stack_factor
         self._device = next(model.encoder.parameters()).device
@@ -298,7 +308,7 @@ class StreamingDecoder:
             return self._tokens
         try:
             # A whole-utterance final needs only the chunks the recogniser's stream has had.
-            features = yield from self._features(final and not self.model.whole_utterance_final)
+            features = yield from self._features(final and not self._whole_final)
             if self.model.config.reading == "rescore":
                 self._tokens = yield from self._rescored(features, final)
             else:
@@ -312,7 +322,7 @@ class StreamingDecoder:
         """No audio tokens: the recogniser spells, the LLM steers its beam and picks the final."""
         if self._mode.chunk_samples is None:  # whole-utterance frames change with every sample: start over
             text = yield from RecogniserStream(self.model).final_steps(features)
-        elif final and self.model.whole_utterance_final:
+        elif final and self._whole_final:
             audio = self._audio.view()
             whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, FeatureMode()))
             text = yield from self._recogniser.whole_final_steps(whole)

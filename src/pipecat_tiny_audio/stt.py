@@ -126,6 +126,9 @@ class TinyAudioSTT(STTService):
             start plus what Silero hears as speech after it) gets no final: a cough, a click or a
             50 ms blip between a VAD start and stop would only make the model invent words.
         max_segment_seconds: long speech is cut and continued on a fresh KV cache past this.
+        whole_utterance_final: ``False`` takes finals from the chunks already decoded even when the model
+            re-encodes each utterance whole for its final: finals arrive far sooner after the stop and
+            one CPU holds more sessions, for a few points of WER (README, *Many sessions on one model*).
         num_threads: torch intra-op threads of the model's worker thread (``None``: torch's
             default, one per core). On a 2-core machine shared with other work, 2 threads ran
             3-10x slower than 1 (they spin-wait for each other), hence the default of 1.
@@ -156,6 +159,7 @@ class TinyAudioSTT(STTService):
         pre_roll_secs: float = 0.3,
         min_speech_secs: float = 0.25,
         max_segment_seconds: float = 25.0,
+        whole_utterance_final: bool = True,
         num_threads: int | None = 1,
         fp16: bool = True,
         ttfs_p99_latency: float | None = TINY_AUDIO_TTFS_P99,
@@ -198,6 +202,7 @@ class TinyAudioSTT(STTService):
         )
         self._partial_interval = partial_interval
         self._max_segment_seconds = max_segment_seconds
+        self._whole_utterance_final = bool(whole_utterance_final)
         self._resample = StreamResampler()
         self._frame_format = (SAMPLE_RATE, 1)
         self._commands = CommandQueue(str(self))
@@ -395,7 +400,12 @@ class TinyAudioSTT(STTService):
 
     async def _new_decoder(self, shared: SharedModel) -> StreamingDecoder:
         return await shared.scheduler.call(
-            functools.partial(StreamingDecoder, shared.model, max_segment_seconds=self._max_segment_seconds)
+            functools.partial(
+                StreamingDecoder,
+                shared.model,
+                max_segment_seconds=self._max_segment_seconds,
+                whole_utterance_final=self._whole_utterance_final,
+            )
         )
 
     async def _interruptible(self, kind: str, turn: TurnState, steps: Steps, priority: Priority) -> Any:
