@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks.streaming
 from benchmarks.streaming import (  # noqa: E402
     PeakRss,
+    add_service_arguments,
     build_stt,
     cpu_seconds,
     feed_clips,
@@ -211,13 +212,7 @@ def main() -> None:
     parser.add_argument(
         "--model", default=None, help="TinyAudioSTT model (checkpoint folder); default: TinyAudioSTT()'s"
     )
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run Whisper")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
-    parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
-    parser.add_argument("--pre-roll", type=float, default=None, help="TinyAudioSTT pre_roll_secs (default: its own)")
-    parser.add_argument(
-        "--chunk-finals", action="store_true", help="TinyAudioSTT(whole_utterance_final=False): finals from the chunks"
-    )
+    add_service_arguments(parser)
     parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--run-sessions", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -373,6 +373,17 @@ def timeline(args) -> None:
     print(f"previews done by the stop: {np.mean(np.array(starts) + np.array(durations) <= 0):.0%}")
 
 
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`build_stt` and :func:`run_in_subprocess` read, shared by both benchmarks."""
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run Whisper")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
+    parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
+    parser.add_argument("--pre-roll", type=float, default=None, help="TinyAudioSTT pre_roll_secs (default: its own)")
+    parser.add_argument(
+        "--chunk-finals", action="store_true", help="TinyAudioSTT(whole_utterance_final=False): finals from the chunks"
+    )
+
+
 def run_in_subprocess(script: str, system: str, args, options: list[str]) -> dict:
     """The JSON result line of ``script --run system [options]`` in a fresh process (fresh RSS and threads)."""
     cmd = [sys.executable, script, "--run", system, *options, "--partial-interval", str(args.partial_interval)]
@@ -395,13 +406,7 @@ def main() -> None:
         "--manifest", type=Path, default=DEV_SET / "manifest.jsonl", help="clips to stream (default: the dev set)"
     )
     parser.add_argument("--model", default=None, help="TinyAudioSTT model (checkpoint folder); default: shipped")
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run Whisper")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for TinyAudioSTT (default 1)")
-    parser.add_argument("--partial-interval", type=float, default=0.5, help="TinyAudioSTT partial interval (s)")
-    parser.add_argument("--pre-roll", type=float, default=None, help="TinyAudioSTT pre_roll_secs (default: its own)")
-    parser.add_argument(
-        "--chunk-finals", action="store_true", help="TinyAudioSTT(whole_utterance_final=False): finals from the chunks"
-    )
+    add_service_arguments(parser)
     parser.add_argument("--breakdown", action="store_true", help="time each decoding component instead")
     parser.add_argument("--timeline", action="store_true", help="time the final against the VAD stop instead")
     parser.add_argument(
