@@ -137,13 +137,14 @@ async def serve(system: str, args) -> dict:
         "load_seconds": load_seconds,
     }
     if system == "ours":
-        stats = stts[0].scheduler.stats
+        stats = await stts[0].scheduler_stats()
         result["passes_per_batch"] = stats.passes / max(1, stats.batches)
         result["scheduler_busy"] = stats.busy_seconds / wall  # of the streaming time: 1.0 = always working
         result["scheduler_cpu"] = stats.cpu_seconds / wall
         result["lane_busy"] = stats.lane_busy_seconds / wall
         result["lane_cpu"] = stats.lane_cpu_seconds / wall
-        result["feature_mode"] = str(stts[0].model.feature_mode)
+        model = stts[0].model
+        result["feature_mode"] = str(model.feature_mode) if model is not None else "(the model process's)"
     return result
 
 
@@ -221,7 +222,8 @@ def main() -> None:
         print(json.dumps(asyncio.run(serve(args.run, args))))
         return
     finals = "from the chunks (--chunk-finals)" if args.chunk_finals else "as the model's config says"
-    print(f"TinyAudioSTT model: {describe_model(args.model)}; finals {finals}", flush=True)
+    where = "in a process of its own (--model-process)" if args.model_process else "in the sessions' process"
+    print(f"TinyAudioSTT model: {describe_model(args.model)}, {where}; finals {finals}", flush=True)
     results = []
     for sessions in args.sessions:
         for system in ["ours", "peer"] if args.peer else ["ours"]:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -61,6 +60,7 @@ def build_stt(system: str, args):
             model=args.model,
             partial_interval=args.partial_interval,
             whole_utterance_final=not args.chunk_finals,
+            model_process=args.model_process,
             **threads,
             **pre_roll,
         )
@@ -150,24 +150,29 @@ async def feed_clips(worker, clips: list[dict], events: list) -> list[tuple[floa
     return windows
 
 
+def _with_children():
+    """This process and its live children (a ``model_process`` model's)."""
+    import psutil
+
+    process = psutil.Process()
+    return [process, *process.children(recursive=True)]
+
+
 class PeakRss:
-    """The process's peak resident memory, sampled every 0.1 s while :meth:`watch` runs."""
+    """Peak resident memory of the process and its children, sampled every 0.1 s while :meth:`watch` runs."""
 
     def __init__(self) -> None:
         self.bytes = 0
 
     async def watch(self) -> None:
-        import psutil
-
-        process = psutil.Process()
         while True:
-            self.bytes = max(self.bytes, process.memory_info().rss)
+            self.bytes = max(self.bytes, sum(p.memory_info().rss for p in _with_children()))
             await asyncio.sleep(0.1)
 
 
 def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of the process and its live children."""
+    return sum(sum(p.cpu_times()[:2]) for p in _with_children())
 
 
 async def stream(system: str, args) -> dict:
@@ -382,6 +387,9 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-finals", action="store_true", help="TinyAudioSTT(whole_utterance_final=False): finals from the chunks"
     )
+    parser.add_argument(
+        "--model-process", action="store_true", help="TinyAudioSTT(model_process=True): the model in its own process"
+    )
 
 
 def run_in_subprocess(script: str, system: str, args, options: list[str]) -> dict:
@@ -395,6 +403,8 @@ def run_in_subprocess(script: str, system: str, args, options: list[str]) -> dic
         cmd += ["--pre-roll", str(args.pre_roll)]
     if args.chunk_finals:
         cmd += ["--chunk-finals"]
+    if args.model_process:
+        cmd += ["--model-process"]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env={**os.environ, "LOGURU_LEVEL": "WARNING"})
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
@@ -414,6 +424,8 @@ def main() -> None:
     )
     parser.add_argument("--run", choices=["ours", "peer"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.timeline and args.model_process:
+        parser.error("--timeline times the decoder in this process: drop --model-process")
 
     if args.breakdown:
         breakdown(args)

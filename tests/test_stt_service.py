@@ -35,7 +35,6 @@ from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an au
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
 from pipecat_tiny_audio import shared_model as shared_model_module
-from pipecat_tiny_audio import stt as stt_module
 from pipecat_tiny_audio.shared_model import shared_model
 
 
@@ -65,7 +64,7 @@ def fed(monkeypatch) -> list[list[np.ndarray]]:
             utterances[-1].append(np.asarray(audio, np.float32).copy())
             return super().feed_steps(audio)
 
-    monkeypatch.setattr(stt_module, "StreamingDecoder", RecordingDecoder)
+    monkeypatch.setattr(shared_model_module, "StreamingDecoder", RecordingDecoder)
     return utterances
 
 
@@ -160,11 +159,51 @@ async def test_four_concurrent_sessions_get_the_finals_each_gets_alone(model, sp
         return [f.text for f in finals(down)]
 
     alone = [await transcribe(audio) for audio in clips]
-    stats = TinyAudioSTT(model=served).scheduler.stats
+    stats = await TinyAudioSTT(model=served).scheduler_stats()
     batched_before = stats.passes - stats.batches
     together = await asyncio.gather(*(transcribe(audio) for audio in clips))
     assert list(together) == alone and all(len(texts) == 1 for texts in alone)
     assert stats.passes - stats.batches > batched_before, "the sessions' LLM passes were never batched"
+
+
+async def test_a_model_in_its_own_process_gives_the_same_finals(model, speech, say, tmp_path):
+    """model_process=True: four sessions on a model in a child process get the finals they get on it in-process."""
+    model.save_pretrained(tmp_path / "ckpt")
+    checkpoint = str(tmp_path / "ckpt")
+    clips = [*speech, say("turn off the lights in the kitchen"), say("could you tell me what time it is")]
+
+    async def transcribe(audio: np.ndarray, **options) -> list[str]:
+        stt = TinyAudioSTT(model=checkpoint, **options)
+        down, _ = await run_test(with_vad(stt), frames_to_send=audio_frames(utterance(audio)))
+        assert_well_formed(down)
+        return [f.text for f in finals(down)]
+
+    in_process = [await transcribe(audio) for audio in clips]
+    apart = await asyncio.gather(*(transcribe(audio, model_process=True) for audio in clips))
+    assert list(apart) == in_process and all(len(texts) == 1 for texts in in_process)
+    stt = TinyAudioSTT(model=checkpoint, model_process=True)
+    assert stt.model is None, "the model is loaded in the child, not here"
+    stats = await stt.scheduler_stats()
+    assert stats.passes > stats.batches > 0, "the child's scheduler ran every session's passes, batched"
+
+
+async def test_a_model_process_that_dies_is_a_fatal_error_not_silence(model, speech, tmp_path):
+    model.save_pretrained(tmp_path / "ckpt")
+    stt = TinyAudioSTT(model=tmp_path / "ckpt", model_process=True)
+    stt._shared._process.kill()  # e.g. the kernel's OOM killer
+    down, up = await run_test(with_vad(stt), frames_to_send=audio_frames(utterance(speech[0])))
+    errors = [f for f in up if isinstance(f, ErrorFrame)]
+    assert len(errors) == 1 and "model process exited" in errors[0].error
+    assert not stt.is_usable and finals(down) == []
+
+
+def test_a_model_process_needs_a_checkpoint_it_can_load(model, tmp_path):
+    with pytest.raises(ValueError, match="checkpoint folder or hub id"):
+        TinyAudioSTT(model=model, model_process=True)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    with pytest.raises(RuntimeError, match="could not load Tiny Audio model .* in a process of its own"):
+        TinyAudioSTT(model=tmp_path / "broken", model_process=True)
 
 
 async def test_garbage_audio_is_skipped_not_fatal(model, speech):
@@ -284,7 +323,7 @@ async def test_a_decode_task_that_dies_is_a_fatal_error_not_silence(model, speec
     def decoder_that_cannot_start(*args, **kwargs):
         raise RuntimeError("not enough memory for the KV cache")
 
-    monkeypatch.setattr(stt_module, "StreamingDecoder", decoder_that_cannot_start)
+    monkeypatch.setattr(shared_model_module, "StreamingDecoder", decoder_that_cannot_start)
     stt = TinyAudioSTT(model=model)
     down, up = await run_test(with_vad(stt), frames_to_send=audio_frames(utterance(speech[0])))
     errors = [f for f in up if isinstance(f, ErrorFrame)]

@@ -2,7 +2,9 @@
 
 A model is keyed by its source and device (a local folder by its resolved path, however it is
 spelled) and comes with the :class:`~pipecat_tiny_audio.batch_scheduler.BatchScheduler` that runs
-every session's work on it.
+every session's work on it. A session decodes through a :class:`ScheduledDecoder`; with
+``process=True`` the model lives in a child process instead
+(:class:`~pipecat_tiny_audio.model_process.ModelProcess`), whose decoders answer the same calls.
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from loguru import logger
 
-from pipecat_tiny_audio.batch_scheduler import BatchScheduler
+from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority, SchedulerStats
 from pipecat_tiny_audio.configuration import TinyAudioConfig
 from pipecat_tiny_audio.modeling import TinyAudioModel, check_device
+from pipecat_tiny_audio.streaming import Hypothesis, StreamingDecoder
+
+if TYPE_CHECKING:
+    from pipecat_tiny_audio.model_process import ModelProcess
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
@@ -33,9 +41,51 @@ class SharedModel:
         self.num_threads = num_threads
         self.scheduler = BatchScheduler(model, num_threads)
 
+    async def open_decoder(self, **options) -> ScheduledDecoder:
+        """A new session's decoder (``options``: :class:`StreamingDecoder`'s keyword arguments)."""
+        decoder = await self.scheduler.call(lambda: StreamingDecoder(self.model, **options))
+        return ScheduledDecoder(decoder, self.scheduler)
+
+    async def stats(self) -> SchedulerStats:
+        """What the scheduler has run so far."""
+        return self.scheduler.stats
+
+
+class ScheduledDecoder:
+    """One session's :class:`StreamingDecoder`, every call run by the model's scheduler.
+
+    ``interrupt`` (set from any thread) gives a partial or final up before its next LLM pass: it
+    then returns ``None``. Priorities are the scheduler's (:class:`Priority`).
+    """
+
+    def __init__(self, decoder: StreamingDecoder, scheduler: BatchScheduler):
+        self._decoder = decoder
+        self._scheduler = scheduler
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of audio fed since the last reset."""
+        return self._decoder.audio_seconds
+
+    async def feed(self, samples: np.ndarray, priority: Priority = Priority.AUDIO) -> None:
+        await self._scheduler.run(self._decoder.feed_steps(samples), priority)
+
+    async def reset(self, priority: Priority = Priority.AUDIO) -> None:
+        await self._scheduler.call(self._decoder.reset, priority=priority)
+
+    async def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
+        return await self._scheduler.run(self._decoder.partial_steps(), Priority.PARTIAL, interrupt)
+
+    async def finalize(self, interrupt: threading.Event | None = None) -> str | None:
+        return await self._scheduler.run(self._decoder.finalize_steps(), Priority.FINAL, interrupt)
+
+    def close(self) -> None:
+        """Nothing to free in this process (the decoder goes with its last reference)."""
+
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, str, bool], SharedModel] = {}
+_processes: dict[tuple[str, str, bool], ModelProcess] = {}
 _wrapped: weakref.WeakKeyDictionary[TinyAudioModel, SharedModel] = weakref.WeakKeyDictionary()
 
 
@@ -75,7 +125,7 @@ def _source_key(source: str | os.PathLike) -> str:
     return str(path.resolve()) if text != DEFAULT_MODEL and path.is_dir() else text
 
 
-def _check_threads(shared: SharedModel, num_threads: int | None) -> None:
+def _check_threads(shared: SharedModel | ModelProcess, num_threads: int | None) -> None:
     if num_threads != shared.num_threads:
         logger.warning(
             f"Tiny Audio model {shared.name!r} is already loaded with num_threads={shared.num_threads}; "
@@ -84,13 +134,23 @@ def _check_threads(shared: SharedModel, num_threads: int | None) -> None:
 
 
 def shared_model(
-    model: str | os.PathLike | TinyAudioModel, device: str = "cpu", num_threads: int | None = None, fp16: bool = True
-) -> SharedModel:
+    model: str | os.PathLike | TinyAudioModel,
+    device: str = "cpu",
+    num_threads: int | None = None,
+    fp16: bool = True,
+    process: bool = False,
+) -> SharedModel | ModelProcess:
     """The process-wide :class:`SharedModel` for a model source (loaded once) or instance.
 
     ``num_threads`` applies when this call creates it (a later call asking for other threads gets
-    a warning); ``fp16`` when it loads a source (an instance is used as it is).
+    a warning); ``fp16`` when it loads a source (an instance is used as it is). ``process``: the
+    source's :class:`~pipecat_tiny_audio.model_process.ModelProcess` instead (one child process per
+    source, shared like an in-process model; a loaded instance cannot move to another process).
     """
+    if process and isinstance(model, TinyAudioModel):
+        raise ValueError(
+            "a loaded TinyAudioModel cannot run in a process of its own: pass its checkpoint folder or hub id"
+        )
     with _lock:
         if isinstance(model, TinyAudioModel):
             if model not in _wrapped:
@@ -99,10 +159,19 @@ def shared_model(
                 _check_threads(_wrapped[model], num_threads)
             return _wrapped[model]
         key = (_source_key(model), resolve_device(device), fp16)
-        if key not in _loaded:
+        loaded = _processes if process else _loaded
+        if key not in loaded or (process and not loaded[key].alive):
             started = time.perf_counter()
-            _loaded[key] = SharedModel(load_model(*key), key[0], num_threads)
-            logger.info(f"Loaded Tiny Audio model {key[0]!r} on {key[1]} in {time.perf_counter() - started:.1f} s")
+            if process:
+                from pipecat_tiny_audio.model_process import ModelProcess
+
+                loaded[key] = ModelProcess(*key, num_threads)
+            else:
+                loaded[key] = SharedModel(load_model(*key), key[0], num_threads)
+            where = "in a process of its own" if process else "in this process"
+            logger.info(
+                f"Loaded Tiny Audio model {key[0]!r} on {key[1]} {where} in {time.perf_counter() - started:.1f} s"
+            )
         else:
-            _check_threads(_loaded[key], num_threads)
-        return _loaded[key]
+            _check_threads(loaded[key], num_threads)
+        return loaded[key]

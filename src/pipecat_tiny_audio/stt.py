@@ -13,21 +13,23 @@ Thin glue between Pipecat frames and the pieces that do the work, none of which 
   :class:`~pipecat_tiny_audio.turn_state.TurnState`, and pushes interim and final transcripts.
 
 Every service that loads the same model shares it (:mod:`~pipecat_tiny_audio.shared_model`), and
-its scheduler runs all their work on one thread: finals first, LLM passes of several sessions
-batched into one forward, interims thinned out first when the CPU is short. Inference never
-blocks the event loop.
+its scheduler runs all their work: finals first, LLM passes of several sessions batched into one
+forward, interims thinned out first when the CPU is short. With ``model_process=True`` the model
+and its scheduler run in a child process (:mod:`~pipecat_tiny_audio.model_process`), so the
+sessions' pipelines and the model do not take turns on one interpreter. Inference never blocks the
+event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import os
+import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 from pipecat.audio.vad.vad_analyzer import VADParams
@@ -52,13 +54,13 @@ from pipecat.utils.time import time_now_iso8601
 from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
-from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority
+from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats
 from pipecat_tiny_audio.commands import Audio, CommandQueue, Preview, Start, Stop, Switch
-from pipecat_tiny_audio.decoding import Steps
+from pipecat_tiny_audio.model_process import ModelProcess
 from pipecat_tiny_audio.modeling import TinyAudioModel
 from pipecat_tiny_audio.resampling import StreamResampler
-from pipecat_tiny_audio.shared_model import DEFAULT_MODEL, SharedModel, resolve_device, shared_model
-from pipecat_tiny_audio.streaming import MAX_SEGMENT_RANGE, StreamingDecoder
+from pipecat_tiny_audio.shared_model import DEFAULT_MODEL, ScheduledDecoder, SharedModel, resolve_device, shared_model
+from pipecat_tiny_audio.streaming import MAX_SEGMENT_RANGE
 from pipecat_tiny_audio.turn_state import TurnState
 from pipecat_tiny_audio.vad_router import VadRouter
 
@@ -68,6 +70,7 @@ from pipecat_tiny_audio.vad_router import VadRouter
 # default model: the untrained stand-in rewrites its whole (nonsense) hypothesis at every step.
 TINY_AUDIO_TTFS_P99 = 0.5
 MAX_PRE_ROLL_SECS = 5.0
+T = TypeVar("T")
 
 
 def _is_english(language: Language | str | None) -> bool:
@@ -129,6 +132,10 @@ class TinyAudioSTT(STTService):
         whole_utterance_final: ``False`` takes finals from the chunks already decoded even when the model
             re-encodes each utterance whole for its final: finals arrive far sooner after the stop and
             one CPU holds more sessions, for a few points of WER (README, *Many sessions on one model*).
+        model_process: run the model in a child process of its own (one per model, shared by every
+            service that asks for it) instead of this one: for many sessions per process, whose pipelines
+            would otherwise hold the interpreter the model's threads need (README, *Many sessions on one
+            model*). ``model`` must then be a folder, hub id or ``"default"``, not a loaded instance.
         num_threads: torch intra-op threads of the model's worker thread (``None``: torch's
             default, one per core). On a 2-core machine shared with other work, 2 threads ran
             3-10x slower than 1 (they spin-wait for each other), hence the default of 1.
@@ -160,6 +167,7 @@ class TinyAudioSTT(STTService):
         min_speech_secs: float = 0.25,
         max_segment_seconds: float = 25.0,
         whole_utterance_final: bool = True,
+        model_process: bool = False,
         num_threads: int | None = 1,
         fp16: bool = True,
         ttfs_p99_latency: float | None = TINY_AUDIO_TTFS_P99,
@@ -197,8 +205,9 @@ class TinyAudioSTT(STTService):
         self._device = resolve_device(device)
         self._num_threads = num_threads
         self._fp16 = fp16
+        self._model_process = bool(model_process)
         self._shared = shared_model(
-            instance if instance is not None else self._settings.model, self._device, num_threads, fp16
+            instance if instance is not None else self._settings.model, self._device, num_threads, fp16, model_process
         )
         self._partial_interval = partial_interval
         self._max_segment_seconds = max_segment_seconds
@@ -210,14 +219,14 @@ class TinyAudioSTT(STTService):
         self._decode_task: asyncio.Task | None = None
 
     @property
-    def model(self) -> TinyAudioModel:
-        """The model this service transcribes with (shared by every service that loaded the same one)."""
-        return self._shared.model
+    def model(self) -> TinyAudioModel | None:
+        """The model this service transcribes with (shared by every service that loaded the same one);
+        ``None`` when it runs in a process of its own."""
+        return None if isinstance(self._shared, ModelProcess) else self._shared.model
 
-    @property
-    def scheduler(self) -> BatchScheduler:
-        """The scheduler that runs this service's model work (with every service on the same model)."""
-        return self._shared.scheduler
+    async def scheduler_stats(self) -> SchedulerStats:
+        """What the model's scheduler has run so far (for every service on the same model)."""
+        return await self._shared.stats()
 
     @property
     def backlog_seconds(self) -> float:
@@ -276,7 +285,9 @@ class TinyAudioSTT(STTService):
 
     async def _switch_model(self, source: str, previous: str) -> None:
         try:
-            shared = await asyncio.to_thread(shared_model, source, self._device, self._num_threads, self._fp16)
+            shared = await asyncio.to_thread(
+                shared_model, source, self._device, self._num_threads, self._fp16, self._model_process
+            )
         except Exception as e:
             self._settings.model = previous
             self._sync_model_name_to_metrics()
@@ -331,19 +342,26 @@ class TinyAudioSTT(STTService):
         except Exception as e:
             await self._decode_task_died(e)
             return
-        while True:
-            try:
-                if self._commands:
-                    command = self._commands.take()
-                    if command is None:
+        try:
+            while True:
+                try:
+                    if self._commands:
+                        command = self._commands.take()
+                        if command is None:
+                            return
+                        await self._handle(turn, command)
+                    elif turn.partial_due:
+                        await self._partial(turn)
+                    else:
+                        await self._commands.wait()
+                except Exception as e:
+                    if isinstance(turn.shared, ModelProcess) and not turn.shared.alive:
+                        await self._decode_task_died(e)  # its model is gone: nothing more will work
                         return
-                    await self._handle(turn, command)
-                elif turn.partial_due:
-                    await self._partial(turn)
-                else:
-                    await self._commands.wait()
-            except Exception as e:  # a failed step costs one transcript, never the pipeline
-                await self.push_error(f"{self}: transcription failed: {e}", exception=e)
+                    # A failed step costs one transcript, never the pipeline.
+                    await self.push_error(f"{self}: transcription failed: {e}", exception=e)
+        finally:
+            turn.decoder.close()
 
     async def _decode_task_died(self, error: Exception) -> None:
         """Nothing can be transcribed any more: say so upstream (fatal) and stop queueing audio."""
@@ -357,23 +375,21 @@ class TinyAudioSTT(STTService):
         )
 
     async def _handle(self, turn: TurnState, command: Any) -> None:
-        scheduler = turn.shared.scheduler
         if isinstance(command, Audio):
             turn.holding = False
             # Audio that a queued preview or stop waits for is as urgent as the final it leads to.
             final_waits = self._commands.has(Preview) or self._commands.has(Stop)
-            priority = Priority.FINAL if final_waits else Priority.AUDIO
-            await scheduler.run(turn.decoder.feed_steps(command.samples), priority)
+            await turn.decoder.feed(command.samples, Priority.FINAL if final_waits else Priority.AUDIO)
         elif isinstance(command, Start):
             if turn.pending_switch is not None:
                 await self._switch(turn, turn.pending_switch)
-            await turn.shared.scheduler.call(turn.decoder.reset)
+            await turn.decoder.reset()
             turn.start()
         elif isinstance(command, Preview):
             if self._commands.has(Audio):
                 return  # speech resumed before the preview could start
             turn.holding = True
-            text = await self._interruptible("preview", turn, turn.decoder.finalize_steps(), Priority.FINAL)
+            text = await self._interruptible("preview", turn.decoder.finalize)
             stopping = self._commands.has(Stop)  # then the final follows at once
             if not stopping and turn.is_news(text):
                 await self._push_interim(text)
@@ -388,30 +404,26 @@ class TinyAudioSTT(STTService):
 
     async def _partial(self, turn: TurnState) -> None:
         started = time.perf_counter()
-        hypothesis = await self._interruptible("partial", turn, turn.decoder.partial_steps(), Priority.PARTIAL)
+        hypothesis = await self._interruptible("partial", turn.decoder.partial)
         turn.partial_done(time.perf_counter() - started)
         if hypothesis is not None and turn.is_news(hypothesis.text):
             await self._push_interim(hypothesis.text, hypothesis)
 
-    async def _switch(self, turn: TurnState, shared: SharedModel) -> None:
+    async def _switch(self, turn: TurnState, shared: SharedModel | ModelProcess) -> None:
+        turn.decoder.close()
         turn.shared = self._shared = shared
         turn.decoder = await self._new_decoder(shared)
         turn.pending_switch = None
 
-    async def _new_decoder(self, shared: SharedModel) -> StreamingDecoder:
-        return await shared.scheduler.call(
-            functools.partial(
-                StreamingDecoder,
-                shared.model,
-                max_segment_seconds=self._max_segment_seconds,
-                whole_utterance_final=self._whole_utterance_final,
-            )
+    async def _new_decoder(self, shared: SharedModel | ModelProcess) -> ScheduledDecoder:
+        return await shared.open_decoder(
+            max_segment_seconds=self._max_segment_seconds, whole_utterance_final=self._whole_utterance_final
         )
 
-    async def _interruptible(self, kind: str, turn: TurnState, steps: Steps, priority: Priority) -> Any:
-        """Run ``steps`` so that the commands that make them pointless give them up (see CommandQueue)."""
+    async def _interruptible(self, kind: str, work: Callable[[threading.Event], Awaitable[T]]) -> T:
+        """Run ``work`` so that the commands that make it pointless give it up (see CommandQueue)."""
         with self._commands.inflight_as(kind) as interrupt:
-            return await turn.shared.scheduler.run(steps, priority, interrupt)
+            return await work(interrupt)
 
     async def _finalize(self, turn: TurnState, user_id: str, enough_speech: bool = True) -> None:
         text = ""
@@ -421,7 +433,7 @@ class TinyAudioSTT(STTService):
             await self.start_processing_metrics()
             try:
                 # Interruptible like a partial, so cancel() need not wait for the whole decode.
-                text = await self._interruptible("final", turn, turn.decoder.finalize_steps(), Priority.FINAL)
+                text = await self._interruptible("final", turn.decoder.finalize)
             finally:
                 await self.stop_processing_metrics()
         if not text:  # nothing said: no transcript, and no latency to report
@@ -437,7 +449,7 @@ class TinyAudioSTT(STTService):
             await self._handle_transcription(text, True, Language.EN)
             logger.debug(f"{self}: final transcript [{text}]")
         # After the transcript is out: the next utterance's Start would reset the decoder anyway.
-        await turn.shared.scheduler.call(turn.decoder.reset, priority=Priority.FINAL)
+        await turn.decoder.reset(Priority.FINAL)
 
     async def _push_interim(self, text: str, result: Any = None) -> None:
         await self.push_frame(InterimTranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN, result))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipecat_tiny_audio.streaming import StreamingDecoder
-
 PARTIAL_DUTY = 3.0  # partials take at most about a third of a session's real time
 
 
@@ -16,12 +14,13 @@ class TurnState:
 
     Args:
         shared: the :class:`~pipecat_tiny_audio.shared_model.SharedModel` it decodes with.
-        decoder: its streaming decoder (on that model).
+        decoder: its decoder on that model (a :class:`~pipecat_tiny_audio.shared_model.ScheduledDecoder`
+            or :class:`~pipecat_tiny_audio.model_process.ProcessDecoder`).
         partial_interval: seconds of new audio between interim transcripts, at the least.
     """
 
     shared: Any
-    decoder: StreamingDecoder
+    decoder: Any
     partial_interval: float
     active: bool = False  # between the utterance's start and its stop
     holding: bool = False  # a pause is held back: its preview is the latest hypothesis
