@@ -159,14 +159,16 @@ def _with_children():
 
 
 class PeakRss:
-    """Peak resident memory of the process and its children, sampled every 0.1 s while :meth:`watch` runs."""
+    """Peak resident memory of the process and its children (those alive when :meth:`watch` starts: the
+    services are built by then), sampled every 0.1 s while it runs."""
 
     def __init__(self) -> None:
         self.bytes = 0
 
     async def watch(self) -> None:
+        processes = _with_children()  # once: listing children reads all of /proc, on the event loop
         while True:
-            self.bytes = max(self.bytes, sum(p.memory_info().rss for p in _with_children()))
+            self.bytes = max(self.bytes, sum(p.memory_info().rss for p in processes))
             await asyncio.sleep(0.1)
 
 
