@@ -288,9 +288,11 @@ def test_a_recogniser_run_learns_subword_units_from_its_transcripts(tiny_source_
     units = model.config.projector_options["units"]
     assert 0 < len(units) <= 8 and model.projector.vocabulary.units == tuple(units)
     assert read_saved_config(run_dir / "config.yaml").model["projector_options"]["units"] == units  # --resume
-    more = tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "more", [*overrides, f"init_from={run_dir}/model"])
+    more_overrides = [*overrides, f"init_from={run_dir}/model", "model.projector_options={dropout: 0.3}"]
+    more = tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "more", more_overrides)
     continued = TinyAudioModel.from_pretrained(train(more) / "model")
     assert continued.config.projector_options["units"] == units  # the head it starts from, not new ones
+    assert continued.config.projector_options["dropout"] == 0.3  # other dropout: the same weights' meaning
 
 
 def test_a_run_with_more_units_keeps_the_body_and_the_shared_head_rows(tiny_source_dirs, tiny_data, tmp_path):

@@ -238,8 +238,8 @@ def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
     mismatched = [
         f"{key}: run {getattr(model.config, key)!r}, init_from {getattr(pretrained.config, key)!r}"
         for key in keys
-        if _comparable(_without_units(getattr(model.config, key)))
-        != _comparable(_without_units(getattr(pretrained.config, key)))
+        if _comparable(_weight_options(getattr(model.config, key)))
+        != _comparable(_weight_options(getattr(pretrained.config, key)))
     ]
     if mismatched:
         raise ConfigError(f"init_from={source} was trained with other model settings: {'; '.join(mismatched)}")
@@ -252,8 +252,13 @@ def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
     logger.info(f"{what} initialised from {source}")
 
 
-def _without_units(value: Any) -> Any:
-    return {k: v for k, v in value.items() if k != "units"} if isinstance(value, dict) else value
+# projector_options that do not change what the weights mean: the CTC head's units (its rows carry over by
+# class) and dropout (training only).
+WEIGHT_NEUTRAL_OPTIONS = ("units", "dropout")
+
+
+def _weight_options(value: Any) -> Any:
+    return {k: v for k, v in value.items() if k not in WEIGHT_NEUTRAL_OPTIONS} if isinstance(value, dict) else value
 
 
 def _head_carried_over(
