@@ -11,7 +11,9 @@ on its :class:`~pipecat_tiny_audio.batch_scheduler.BatchScheduler`, exactly as i
 steps, priorities and batching, so the same transcripts). The parent sends each call over a pipe and
 awaits the answer; a :class:`ProcessDecoder` answers the calls a
 :class:`~pipecat_tiny_audio.shared_model.ScheduledDecoder` does. The child ends when the parent's end
-of the pipe closes (the parent exited) and ignores Ctrl-C, which the parent handles.
+of the pipe closes (the parent exited) and ignores Ctrl-C, which the parent handles. It is started as
+``python -m pipecat_tiny_audio.model_process`` rather than by ``multiprocessing``, so a script that builds its
+services at import time (no ``if __name__ == "__main__"``) is not run again in the child.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import asyncio
 import atexit
 import contextlib
 import itertools
-import multiprocessing
+import json
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import threading
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -51,18 +57,17 @@ class ModelProcess:
 
     def __init__(self, source: str, device: str, fp16: bool, num_threads: int | None):
         self.name, self.num_threads = source, num_threads
-        context = multiprocessing.get_context("spawn")  # fork after torch's threads started is unsafe
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(child, source, device, fp16, num_threads), name="tiny-audio-model", daemon=True
+        ours, theirs = socket.socketpair()
+        settings = {"source": source, "device": device, "fp16": fp16, "num_threads": num_threads}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(theirs.fileno()), json.dumps(settings)], pass_fds=[theirs.fileno()]
         )
-        self._process.start()
-        child.close()
+        theirs.close()
+        self._conn = Connection(ours.detach())
         try:
             status, detail = self._conn.recv()
         except EOFError:
-            self._process.join(timeout=5.0)
-            status, detail = "failed", f"the process exited (exit code {self._process.exitcode})"
+            status, detail = "failed", f"the process exited (exit code {self._process.wait()})"
         if status != "ready":
             self._conn.close()
             raise RuntimeError(f"could not load Tiny Audio model {source!r} in a process of its own: {detail}")
@@ -119,13 +124,15 @@ class ModelProcess:
             raise
 
     def close(self) -> None:
-        """End the child (closing the pipe is enough: it exits when it reads the end)."""
+        """End the child: it exits when it reads the exit call (or the pipe's end, should this process die)."""
         with self._lock:
             if self._exited is None:
                 self._exited = "the Tiny Audio model process was closed"
-            self._conn.close()
-        self._process.join(timeout=5.0)
-        if self._process.is_alive():
+                with contextlib.suppress(OSError):
+                    self._conn.send((None, "exit", ()))
+        try:
+            self._process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
             self._process.terminate()
 
     def _post(self, op: str, *args: Any) -> bool:
@@ -146,10 +153,11 @@ class ModelProcess:
                 loop, future = self._pending.pop(request)
             with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody is waiting
                 loop.call_soon_threadsafe(_settle, future, result, error)
-        self._process.join(timeout=5.0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5.0)
         with self._lock:
             if self._exited is None:
-                self._exited = f"the Tiny Audio model process exited (exit code {self._process.exitcode})"
+                self._exited = f"the Tiny Audio model process exited (exit code {self._process.returncode})"
                 logger.error(f"{self._exited}: nothing more can be transcribed with {self.name!r}")
             pending, self._pending = self._pending, {}
         for loop, future in pending.values():
@@ -202,7 +210,7 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
 # -- the child --------------------------------------------------------------------------------
 
 
-def _serve(conn, source: str, device: str, fp16: bool, num_threads: int | None) -> None:
+def _serve(conn: Connection, source: str, device: str, fp16: bool, num_threads: int | None) -> None:
     """The child process: load the model, then answer calls until the parent's end of the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from pipecat_tiny_audio.shared_model import shared_model
@@ -232,6 +240,8 @@ class _Server:
             try:
                 request, op, args = await loop.run_in_executor(None, self._conn.recv)
             except (EOFError, OSError):
+                return
+            if op == "exit":
                 return
             if op == "interrupt":
                 if (event := self._interrupts.get(args[0])) is not None:
@@ -278,3 +288,7 @@ def _picklable(error: Exception) -> Exception:
         return error
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+if __name__ == "__main__":  # the child: python -m pipecat_tiny_audio.model_process FD SETTINGS
+    _serve(Connection(int(sys.argv[1])), **json.loads(sys.argv[2]))
