@@ -185,17 +185,8 @@ class BatchScheduler:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
 
-        def settle(result: Any, error: BaseException | None) -> None:
-            if future.done():  # its caller was cancelled
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-
         def deliver(result: Any, error: BaseException | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the caller's event loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(settle, result, error)
+            settle_from_thread(loop, future, result, error)
 
         with self._changed:
             self._jobs.append(_Job(steps, priority, next(self._order), interrupt, deliver))
@@ -405,6 +396,24 @@ class BatchScheduler:
         with self._changed:
             self._jobs.remove(job)
         job.deliver(result, error)
+
+
+def settle_from_thread(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None
+) -> None:
+    """Give ``future`` (of ``loop``) its result or ``error`` from any thread; nothing if its caller was
+    cancelled or its loop is closed (nobody is waiting)."""
+
+    def settle() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
 
 
 @atexit.register

@@ -36,7 +36,7 @@ import numpy as np
 from loguru import logger
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE
-from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats
+from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats, settle_from_thread
 from pipecat_tiny_audio.streaming import Hypothesis
 
 INTERRUPT_POLL_SECONDS = 0.01  # how often an awaited partial or final checks whether it was given up
@@ -151,8 +151,7 @@ class ModelProcess:
                 break
             with self._lock:
                 loop, future = self._pending.pop(request)
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, result, error)
+            settle_from_thread(loop, future, result, error)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5.0)
         with self._lock:
@@ -161,8 +160,7 @@ class ModelProcess:
                 logger.error(f"{self._exited}: nothing more can be transcribed with {self.name!r}")
             pending, self._pending = self._pending, {}
         for loop, future in pending.values():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, None, RuntimeError(self._exited))
+            settle_from_thread(loop, future, None, RuntimeError(self._exited))
 
 
 class ProcessDecoder:
@@ -196,15 +194,6 @@ class ProcessDecoder:
     def close(self) -> None:
         """Free the decoder in the child."""
         self._process._post("close", self._session)
-
-
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.done():  # its caller was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 # -- the child --------------------------------------------------------------------------------
