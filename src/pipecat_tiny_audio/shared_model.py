@@ -14,7 +14,6 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +21,9 @@ from loguru import logger
 
 from pipecat_tiny_audio.batch_scheduler import BatchScheduler, Priority, SchedulerStats
 from pipecat_tiny_audio.configuration import TinyAudioConfig
+from pipecat_tiny_audio.model_process import ModelProcess
 from pipecat_tiny_audio.modeling import TinyAudioModel, check_device
 from pipecat_tiny_audio.streaming import Hypothesis, StreamingDecoder
-
-if TYPE_CHECKING:
-    from pipecat_tiny_audio.model_process import ModelProcess
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
@@ -163,8 +160,6 @@ def shared_model(
         if key not in loaded or (process and not loaded[key].alive):
             started = time.perf_counter()
             if process:
-                from pipecat_tiny_audio.model_process import ModelProcess
-
                 loaded[key] = ModelProcess(*key, num_threads)
             else:
                 loaded[key] = SharedModel(load_model(*key), key[0], num_threads)

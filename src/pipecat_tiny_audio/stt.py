@@ -56,7 +56,7 @@ from pipecat.utils.tracing.service_decorators import traced_stt
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
 from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats
 from pipecat_tiny_audio.commands import Audio, CommandQueue, Preview, Start, Stop, Switch
-from pipecat_tiny_audio.model_process import ModelProcess
+from pipecat_tiny_audio.model_process import ModelProcess, ProcessDecoder
 from pipecat_tiny_audio.modeling import TinyAudioModel
 from pipecat_tiny_audio.resampling import StreamResampler
 from pipecat_tiny_audio.shared_model import DEFAULT_MODEL, ScheduledDecoder, SharedModel, resolve_device, shared_model
@@ -415,7 +415,7 @@ class TinyAudioSTT(STTService):
         turn.decoder = await self._new_decoder(shared)
         turn.pending_switch = None
 
-    async def _new_decoder(self, shared: SharedModel | ModelProcess) -> ScheduledDecoder:
+    async def _new_decoder(self, shared: SharedModel | ModelProcess) -> ScheduledDecoder | ProcessDecoder:
         return await shared.open_decoder(
             max_segment_seconds=self._max_segment_seconds, whole_utterance_final=self._whole_utterance_final
         )
