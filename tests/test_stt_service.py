@@ -35,6 +35,8 @@ from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an au
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
 from pipecat_tiny_audio import shared_model as shared_model_module
+from pipecat_tiny_audio.commands import Interrupt
+from pipecat_tiny_audio.model_process import ModelProcess
 from pipecat_tiny_audio.shared_model import shared_model
 
 
@@ -195,6 +197,25 @@ async def test_a_model_process_that_dies_is_a_fatal_error_not_silence(model, spe
     errors = [f for f in up if isinstance(f, ErrorFrame)]
     assert len(errors) == 1 and "model process exited" in errors[0].error
     assert not stt.is_usable and finals(down) == []
+
+
+async def test_a_final_given_up_on_a_model_process_stops_in_the_child(model, speech, tmp_path):
+    """The interrupt reaches the child at once: a final given up runs no LLM pass there, the next one all of its."""
+    model.save_pretrained(tmp_path / "ckpt")
+    process = ModelProcess(str(tmp_path / "ckpt"), "cpu", fp16=True, num_threads=1)
+    try:
+        decoder = await process.open_decoder()
+        await decoder.feed(speech[0])
+        before = (await process.stats()).passes
+        interrupt = Interrupt()
+        interrupt.set()  # e.g. the user spoke again before the final could start
+        assert await decoder.finalize(interrupt) is None
+        given_up = (await process.stats()).passes - before
+        text = await decoder.finalize()
+        completed = (await process.stats()).passes - before - given_up
+        assert text and given_up <= 1 < completed
+    finally:
+        process.close()
 
 
 def test_a_model_process_needs_a_checkpoint_it_can_load(model, tmp_path):

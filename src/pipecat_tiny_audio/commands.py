@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,31 @@ BEHIND_WARNING_SECONDS = 1.0  # warn when a session's queued audio is this far b
 PARTIAL_BACKLOG_SECONDS = 0.25  # a partial that keeps this much of its session's audio waiting is given up
 WARNING_INTERVAL_SECONDS = 5.0
 MAX_BACKLOG_SECONDS = 20.0  # past this, new audio is dropped: a transcript that late is of no use
+
+
+class Interrupt(threading.Event):
+    """Gives up a partial or final in flight. A scheduler's threads check it between LLM passes; a
+    :class:`~pipecat_tiny_audio.model_process.ModelProcess` has :meth:`call_on_set` tell its child at once
+    (set on the event loop, so the loop need not poll it while the child works)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], object]] = []
+
+    def set(self) -> None:
+        super().set()
+        for callback in list(self._callbacks):
+            callback()
+
+    def call_on_set(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` when the event is set (now, if it is), until :meth:`forget`."""
+        self._callbacks.append(callback)
+        if self.is_set():
+            callback()
+
+    def forget(self, callback: Callable[[], object]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
 
 
 @dataclass
@@ -79,7 +104,7 @@ class CommandQueue:
         self._queued = 0  # samples in the queued audio commands
         self._wake = asyncio.Event()
         self._warned_at: dict[str, float] = {}  # when each kind of warning was last logged
-        self.interrupt = threading.Event()  # gives up the in-flight partial or preview (or final, on cancel)
+        self.interrupt = Interrupt()  # gives up the in-flight partial or preview (or final, on cancel)
         self.inflight: str | None = None  # "partial", "preview" or "final" while one runs
         self.closed = False  # the decode loop is gone: nothing is queued any more
 
@@ -129,7 +154,7 @@ class CommandQueue:
         await self._wake.wait()
 
     @contextmanager
-    def inflight_as(self, kind: str) -> Iterator[threading.Event]:
+    def inflight_as(self, kind: str) -> Iterator[Interrupt]:
         """Mark work of ``kind`` as in flight; yields the event that gives it up."""
         self.interrupt.clear()
         self.inflight = kind

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import itertools
 import json
 import pickle
@@ -37,9 +38,8 @@ from loguru import logger
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE
 from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats, settle_from_thread
+from pipecat_tiny_audio.commands import Interrupt
 from pipecat_tiny_audio.streaming import Hypothesis
-
-INTERRUPT_POLL_SECONDS = 0.01  # how often an awaited partial or final checks whether it was given up
 
 
 class ModelProcess:
@@ -94,11 +94,11 @@ class ModelProcess:
         """What the child's scheduler has run so far."""
         return await self.request("stats")
 
-    async def request(self, op: str, *args: Any, interrupt: threading.Event | None = None) -> Any:
+    async def request(self, op: str, *args: Any, interrupt: Interrupt | None = None) -> Any:
         """Send one call to the child and await its answer (its exception re-raised here).
 
-        ``interrupt`` set (from any thread) or this coroutine cancelled: the child gives the call up
-        before its next LLM pass, as the in-process scheduler does.
+        ``interrupt`` set or this coroutine cancelled: the child gives the call up before its next LLM
+        pass, as the in-process scheduler does.
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -110,18 +110,16 @@ class ModelProcess:
             self._conn.send((request, op, args))
         if interrupt is None:
             return await future
-        given_up = False
+        give_up = functools.partial(self._post, "interrupt", request)
+        interrupt.call_on_set(give_up)
         try:
-            while True:
-                done, _ = await asyncio.wait({future}, timeout=INTERRUPT_POLL_SECONDS)
-                if done:
-                    return future.result()
-                if not given_up and interrupt.is_set():
-                    given_up = self._post("interrupt", request)
+            return await future
         except asyncio.CancelledError:
-            if not given_up:
-                self._post("interrupt", request)
+            if not interrupt.is_set():
+                give_up()
             raise
+        finally:
+            interrupt.forget(give_up)
 
     def close(self) -> None:
         """End the child: it exits when it reads the exit call (or the pipe's end, should this process die)."""
@@ -185,10 +183,10 @@ class ProcessDecoder:
         await self._process.request("reset", self._session, int(priority))
         self._samples = 0
 
-    async def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
+    async def partial(self, interrupt: Interrupt | None = None) -> Hypothesis | None:
         return await self._process.request("partial", self._session, interrupt=interrupt)
 
-    async def finalize(self, interrupt: threading.Event | None = None) -> str | None:
+    async def finalize(self, interrupt: Interrupt | None = None) -> str | None:
         return await self._process.request("finalize", self._session, interrupt=interrupt)
 
     def close(self) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
 from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats
-from pipecat_tiny_audio.commands import Audio, CommandQueue, Preview, Start, Stop, Switch
+from pipecat_tiny_audio.commands import Audio, CommandQueue, Interrupt, Preview, Start, Stop, Switch
 from pipecat_tiny_audio.model_process import ModelProcess, ProcessDecoder
 from pipecat_tiny_audio.modeling import TinyAudioModel
 from pipecat_tiny_audio.resampling import StreamResampler
@@ -420,7 +419,7 @@ class TinyAudioSTT(STTService):
             max_segment_seconds=self._max_segment_seconds, whole_utterance_final=self._whole_utterance_final
         )
 
-    async def _interruptible(self, kind: str, work: Callable[[threading.Event], Awaitable[T]]) -> T:
+    async def _interruptible(self, kind: str, work: Callable[[Interrupt], Awaitable[T]]) -> T:
         """Run ``work`` so that the commands that make it pointless give it up (see CommandQueue)."""
         with self._commands.inflight_as(kind) as interrupt:
             return await work(interrupt)
