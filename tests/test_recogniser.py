@@ -7,6 +7,7 @@ corrupt or untrained file must fail here rather than silently restart a long run
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from pipecat.frames.frames import InterimTranscriptionFrame, TranscriptionFrame
 from pipecat.tests.utils import run_test
 from pipeline_helpers import assert_well_formed, audio_frames, finals, utterance, with_vad
 
@@ -161,6 +163,29 @@ def test_a_whole_utterance_final_transcribes_speech_longer_than_whisper_s_window
     audio = np.concatenate([np.zeros(31 * 16_000, np.float32), say(sentence)])  # cut as a stream cuts it
 
     assert cer([sentence], [recogniser.transcribe(audio)]) < 0.35
+
+
+async def test_thirty_seconds_of_silence_or_steady_noise_give_no_text(base_model):
+    """The ship bar's noise check, through a real pipeline: the VAD keeps steady noise from the model (which,
+    fed 30 s of white noise directly, writes a few words), so the bot hears nothing and says nothing."""
+    served = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder).optimize_for_inference()
+    rng = np.random.default_rng(0)
+    spectrum = np.fft.rfft(rng.standard_normal(30 * 16000))
+    pink = np.fft.irfft(spectrum / np.sqrt(np.arange(1, spectrum.size + 1)), 30 * 16000)
+    backgrounds = {
+        "silence": np.zeros(30 * 16000),
+        "white noise at -15 dBFS": 0.178 * rng.standard_normal(30 * 16000),
+        "pink noise at -25 dBFS": 0.056 * pink / pink.std(),
+    }
+
+    async def transcripts(audio: np.ndarray, upstream_vad: bool) -> list[str]:
+        stt = TinyAudioSTT(model=served)  # its built-in Silero VAD segments the audio when nothing is upstream
+        down, _ = await run_test(with_vad(stt) if upstream_vad else stt, frames_to_send=audio_frames(audio))
+        return [f.text for f in down if isinstance(f, (TranscriptionFrame, InterimTranscriptionFrame))]
+
+    cases = list(itertools.product(backgrounds, (True, False)))
+    said = await asyncio.gather(*(transcripts(backgrounds[name], upstream) for name, upstream in cases))
+    assert dict(zip(cases, said, strict=True)) == {case: [] for case in cases}
 
 
 async def test_four_sessions_on_the_recogniser_get_the_finals_each_gets_alone(base_model, say):
