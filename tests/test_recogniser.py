@@ -28,6 +28,7 @@ from pipecat_tiny_audio.recogniser_stream import RecogniserStream
 from trainer.ctc import character_greedy_decode
 from trainer.evaluate import ctc_transcriber, evaluate
 from trainer.metrics import cer
+from trainer.synth import colored_noise
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "recogniser"
 
@@ -170,12 +171,10 @@ async def test_thirty_seconds_of_silence_or_steady_noise_give_no_text(base_model
     fed 30 s of white noise directly, writes a few words), so the bot hears nothing and says nothing."""
     served = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder).optimize_for_inference()
     rng = np.random.default_rng(0)
-    spectrum = np.fft.rfft(rng.standard_normal(30 * 16000))
-    pink = np.fft.irfft(spectrum / np.sqrt(np.arange(1, spectrum.size + 1)), 30 * 16000)
     backgrounds = {
         "silence": np.zeros(30 * 16000),
-        "white noise at -15 dBFS": 0.178 * rng.standard_normal(30 * 16000),
-        "pink noise at -25 dBFS": 0.056 * pink / pink.std(),
+        "white noise at -15 dBFS": 0.178 * colored_noise("white", 30 * 16000, rng),
+        "pink noise at -25 dBFS": 0.056 * colored_noise("pink", 30 * 16000, rng),
     }
 
     async def transcripts(audio: np.ndarray, upstream_vad: bool) -> list[str]:

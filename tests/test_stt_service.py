@@ -200,7 +200,7 @@ async def test_a_model_process_that_dies_is_a_fatal_error_not_silence(model, spe
 
 
 async def test_a_final_given_up_on_a_model_process_stops_in_the_child(model, speech, tmp_path):
-    """The interrupt reaches the child at once: a final given up runs no LLM pass there, the next one all of its."""
+    """The interrupt reaches the child at once: a final given up runs at most one LLM pass there, the next all."""
     model.save_pretrained(tmp_path / "ckpt")
     process = ModelProcess(str(tmp_path / "ckpt"), "cpu", fp16=True, num_threads=1)
     try:
