@@ -51,8 +51,9 @@ lint: setup
 
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
 # unseen-voice set first, then the SmolLM2 sentences (~1 h) and the tuning clips spoken from them, then the
-# training corpora. Every step resumes where an interrupted run stopped. Many hours on a 2-core CPU (the
-# Kokoro corpora are most of it). WORKERS=1 leaves a core for other work.
+# training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them). Every step
+# resumes where an interrupted run stopped. Many hours on a 2-core CPU (the Kokoro corpora are most of it).
+# WORKERS=1 leaves a core for other work.
 WORKERS ?= 2
 SYNTH := $(PY) -m trainer synth --workers $(WORKERS)
 corpus: setup
@@ -64,5 +65,7 @@ corpus: setup
 	$(SYNTH) --out data/synth-llm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 2
 	$(SYNTH) --out data/synth-kokoro --n 4000 --heldout-n 0 --seed 3 --engines kokoro
 	$(SYNTH) --out data/synth-kaccents --n 3000 --heldout-n 0 --seed 4 --engines kokoro --kokoro-accents
+	test -s data/turn-sentences.txt || $(PY) -m trainer sentences --out data/turn-sentences.txt --style turns --n 3000 --seed 1
+	$(SYNTH) --out data/synth-turns --text data/turn-sentences.txt --n 3000 --heldout-n 0 --seed 6
 	$(SYNTH) --out data/synth-kllm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 5 --engines kokoro --kokoro-accents
 	$(PY) -m trainer features --config base

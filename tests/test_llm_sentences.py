@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainer.__main__ import build_parser
-from trainer.llm_sentences import EXAMPLES, continued_lines, make_prompt, sample_sentences
+from trainer.llm_sentences import EXAMPLES, STYLES, continued_lines, make_prompt, sample_sentences
 from trainer.text_corpus import DevSetFilter, clean_sentence, read_sentences
 
 
@@ -26,9 +26,23 @@ def test_a_prompt_shows_three_examples_and_leaves_the_next_item_open():
     assert len(examples) == 3 and all(e[2:] in EXAMPLES for e in examples)
 
 
-def test_the_prompt_examples_are_not_dev_sentences():
+def test_a_turns_prompt_asks_for_conversation_turns_with_its_own_examples():
+    prompt = make_prompt(np.random.default_rng(0), STYLES["turns"])
+    header, *examples, _ = prompt.split("\n")
+
+    assert any(header.startswith(kind.split("{topic}")[0]) for kind in STYLES["turns"].kinds)
+    assert all(e[2:] in STYLES["turns"].examples for e in examples)
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_the_prompt_examples_are_not_dev_sentences(style):
     dev = DevSetFilter.from_file()
-    assert not [e for e in EXAMPLES if dev.rejects(e)]
+    assert not [e for e in STYLES[style].examples if dev.rejects(e)]
+
+
+def test_an_unknown_style_is_refused_before_the_llm_loads():
+    with pytest.raises(ValueError, match="unknown prompt style 'chat'"):
+        sample_sentences(5, seed=0, style="chat")
 
 
 def test_sampled_sentences_are_clean_distinct_and_never_dev_text(tmp_path):

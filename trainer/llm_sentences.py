@@ -7,12 +7,18 @@ a list: each prompt names a kind of speech and a topic, shows three example line
 next lines (``- ...``) become sentences. Every line goes through the corpus's own cleaning
 (``clean_sentence``: spoken numbers, plain ASCII, 3-25 words) and the dev-set filter.
 
+Two styles of prompt: ``lines`` (everyday statements, questions and commands) and ``turns`` (how
+people open and close a call, answer yes or no, correct and thank someone: greetings and goodbyes are
+almost absent from WordNet and the templates — "hello" is 4 of 22,000 training sentences in the first
+four corpora — yet a voice agent hears them in every conversation).
+
 Sampling 6,000 takes about an hour on one CPU core, so it resumes: each batch of prompts is seeded
 by its number, and after each one the sentences so far are saved beside the output
 (``<out>.progress.json``); a stopped run continues from there and writes the same list.
 
     python -m trainer sentences --out data/llm-sentences.txt --n 6000 --seed 0
     python -m trainer synth --out data/synth-llm --text data/llm-sentences.txt --n 4000 --seed 2
+    python -m trainer sentences --out data/turn-sentences.txt --style turns --n 3000 --seed 1
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +95,57 @@ EXAMPLES = (
 )
 
 
-def make_prompt(rng: np.random.Generator) -> str:
+TURN_KINDS = (
+    "How people greet someone when a phone call about {topic} begins",
+    "How people start talking to a voice assistant about {topic}",
+    "Short answers that begin with yes, no, okay or sure, about {topic}",
+    "How people thank someone and say goodbye after a call about {topic}",
+    "How people politely correct a misunderstanding about {topic}",
+)
+
+TURN_EXAMPLES = (
+    "Hi, is this the front desk?",
+    "Hello, I'm calling about my order.",
+    "Good morning, how are you today?",
+    "Hey there, do you have a minute?",
+    "Good afternoon, I'd like to make a booking.",
+    "Hi, it's me again, just checking in.",
+    "Yes, please go ahead.",
+    "No, that's not what I meant.",
+    "Okay, I'll wait for your email.",
+    "Sure, Tuesday works for me.",
+    "No problem, take your time.",
+    "Right, so what happens next?",
+    "Sorry, could you say that again?",
+    "Not that one, the one on the left.",
+    "I meant next Friday, not this one.",
+    "Actually, make it two tickets instead.",
+    "Thanks a lot, you've been a great help.",
+    "Bye for now, talk to you soon.",
+    "Have a good night, see you tomorrow.",
+    "Great, thanks for letting me know.",
+    "Alright, goodbye then.",
+    "That's perfect, thank you so much.",
+    "Cheers, have a lovely weekend.",
+    "Okay, thanks, bye.",
+)
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """What the prompts ask for: list headers (each naming a ``{topic}``) and example lines to continue."""
+
+    kinds: tuple[str, ...]
+    examples: tuple[str, ...]
+
+
+STYLES = {"lines": PromptStyle(KINDS, EXAMPLES), "turns": PromptStyle(TURN_KINDS, TURN_EXAMPLES)}
+
+
+def make_prompt(rng: np.random.Generator, style: PromptStyle = STYLES["lines"]) -> str:
     """A list header (kind × topic) and three example lines; the model writes the next lines."""
-    header = KINDS[rng.integers(len(KINDS))].format(topic=TOPICS[rng.integers(len(TOPICS))])
-    examples = [EXAMPLES[i] for i in rng.choice(len(EXAMPLES), size=3, replace=False)]
+    header = style.kinds[rng.integers(len(style.kinds))].format(topic=TOPICS[rng.integers(len(TOPICS))])
+    examples = [style.examples[i] for i in rng.choice(len(style.examples), size=3, replace=False)]
     return header + ":\n" + "".join(f"- {e}\n" for e in examples) + "-"
 
 
@@ -115,6 +169,7 @@ def sample_sentences(
     n: int,
     seed: int,
     *,
+    style: str = "lines",
     llm_source: str = SMOLLM2_135M,
     batch_size: int = 16,
     max_new_tokens: int = 80,
@@ -131,19 +186,27 @@ def sample_sentences(
 
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    if style not in STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {sorted(STYLES)}")
     dev_filter = dev_filter if dev_filter is not None else DevSetFilter.from_file()
-    settings = {"seed": seed, "llm": llm_source, "batch_size": batch_size, "max_new_tokens": max_new_tokens}
+    settings = {
+        "seed": seed,
+        "style": style,
+        "llm": llm_source,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+    }
     state = _load_progress(progress_file, settings)
     sentences, lines_read = state["sentences"], state["lines_read"]
     llm, tokenizer = load_llm(llm_source)
     tokenizer.padding_side = "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    seen = set(EXAMPLES) | set(sentences)
+    seen = set(STYLES[style].examples) | set(sentences)
     with tqdm(total=n, initial=min(len(sentences), n), desc="sentences", unit="sentence") as progress:
         while len(sentences) < n:
             rng = np.random.default_rng([seed, state["batches"]])
             torch.manual_seed(int(rng.integers(2**62)))
-            prompts = [make_prompt(rng) for _ in range(batch_size)]
+            prompts = [make_prompt(rng, STYLES[style]) for _ in range(batch_size)]
             batch = tokenizer(prompts, return_tensors="pt", padding=True)
             with torch.no_grad():
                 out = llm.generate(
@@ -200,6 +263,13 @@ def add_sentences_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="text file to write, one sentence per line")
     parser.add_argument("--n", type=int, default=6000, help="number of distinct sentences (default 6000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for prompts and sampling")
+    parser.add_argument(
+        "--style",
+        choices=sorted(STYLES),
+        default="lines",
+        help="lines: everyday statements, questions and commands; turns: greetings, yes/no answers, corrections, "
+        "thanks and goodbyes (default lines)",
+    )
     parser.add_argument("--llm", default=SMOLLM2_135M, help=f"causal LM to sample from (default {SMOLLM2_135M})")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate() call (default 16)")
 
@@ -208,7 +278,7 @@ def run_sentences(args: argparse.Namespace) -> int:
     """Runs ``sentences`` from parsed arguments; returns the process exit code."""
     progress = progress_path(args.out)
     sentences = sample_sentences(
-        args.n, args.seed, llm_source=args.llm, batch_size=args.batch_size, progress_file=progress
+        args.n, args.seed, style=args.style, llm_source=args.llm, batch_size=args.batch_size, progress_file=progress
     )
     write_sentences(args.out, sentences)
     progress.unlink(missing_ok=True)
