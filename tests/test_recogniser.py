@@ -61,6 +61,26 @@ def test_trainer_eval_ctc_scores_the_recogniser_from_audio_files(recogniser, say
     assert all(heard), heard
 
 
+def test_trainer_eval_counts_the_words_written_into_noise_apart_from_the_wer(recogniser, say, tmp_path):
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "said.wav", say("set a timer for ten minutes"), 16_000)
+    sf.write(tmp_path / "hiss.wav", 0.003 * colored_noise("pink", 3 * 16_000, rng), 16_000)
+    rows = [
+        {"audio": "said.wav", "text": "set a timer for ten minutes"},
+        {"audio": "hiss.wav", "text": "", "no_speech": True},
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    results = evaluate(recogniser, [f"mixed={tmp_path / 'manifest.jsonl'}"], tmp_path / "eval", ctc=True)
+
+    mixed = results["mixed"]
+    assert mixed["utterances"] == 2 and mixed["wer"] < 0.5  # the WER of the spoken clip alone
+    hiss = json.loads((tmp_path / "eval" / "errors.jsonl").read_text().splitlines()[1])
+    written = len(hiss["hyp"].split())
+    assert hiss["no_speech"] and mixed["no_speech_clips_with_text"] == int(written > 0)
+    assert mixed["no_speech_words_per_minute"] == pytest.approx(written / (3 / 60))
+
+
 def test_trainer_eval_ctc_needs_a_recogniser(tiny_model):
     with pytest.raises(ValueError, match="no CTC head"):
         ctc_transcriber(tiny_model)

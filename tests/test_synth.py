@@ -17,6 +17,7 @@ from trainer.kokoro_tts import kokoro_available
 from trainer.synth import (
     AugmentConfig,
     CorpusReport,
+    active_rms,
     add_synth_arguments,
     augment_clip,
     build_corpus,
@@ -232,6 +233,23 @@ def test_command_line(tmp_path: Path) -> None:
     # "Set a timer for twelve minutes." is a dev sentence, so the file yields one sentence only
     if DEV_SENTENCES_PATH.is_file():
         assert {r["text"] for r in rows} == {"Good morning to you all."}
+
+
+@needs_tts
+def test_a_no_speech_corpus_is_noise_alone_with_empty_transcripts(tmp_path: Path) -> None:
+    code = synth_main(
+        ["--out", str(tmp_path / "noise"), "--no-speech", "--n", "8", "--heldout-n", "2", "--engines", "espeak",
+         "--workers", "1", "--seed", "4"]
+    )  # fmt: skip
+
+    rows = read_manifest(tmp_path / "noise" / "manifest.jsonl")
+    assert code == 0 and len(rows) == 8 and len(read_manifest(tmp_path / "noise" / "heldout" / "manifest.jsonl")) == 2
+    assert all(r["text"] == "" and r["no_speech"] is True for r in rows)
+    assert {r["augment"]["noise"] for r in rows} <= {"white", "pink", "brown", "babble"}
+    for row in rows:
+        audio, rate = sf.read(tmp_path / "noise" / row["audio"])
+        assert rate == 16_000 and 0.5 <= len(audio) / rate <= 8.0
+        assert 20 * np.log10(active_rms(audio)) == pytest.approx(row["augment"]["level_db"], abs=1.5)
 
 
 # --- text ---------------------------------------------------------------------------------------

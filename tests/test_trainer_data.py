@@ -220,6 +220,24 @@ def test_bad_rows_are_skipped_and_counted_per_reason(tmp_path: Path) -> None:
     assert "skipped 8 rows" in summary and "missing_file=1" in summary and "too_long=2" in summary
 
 
+def test_a_no_speech_row_is_noise_whose_transcript_is_empty_on_purpose(tmp_path: Path) -> None:
+    write(tmp_path / "hum.flac", 1.0)
+    rows = [
+        '{"audio": "hum.flac", "text": "", "no_speech": true}',
+        '{"audio": "hum.flac", "no_speech": true}',
+        '{"audio": "hum.flac", "text": "words in a no-speech row", "no_speech": true}',
+        '{"audio": "hum.flac", "text": "", "no_speech": "yes"}',
+        '{"audio": "hum.flac", "text": ""}',
+    ]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+
+    skips = SkipCounter()
+    kept = list(iter_decoded(load_jsonl_manifest(tmp_path / "manifest.jsonl", skips=skips), skips=skips))
+
+    assert [(utt.text, utt.no_speech) for utt, _ in kept] == [("", True), ("", True)]
+    assert skips.counts == {"bad_row": 2, "empty_text": 1}
+
+
 def test_malformed_values_and_invalid_utf8_are_counted_skips_with_their_line(tmp_path: Path) -> None:
     write(tmp_path / "good.flac", 1.0)
     lines = [

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from trainer_helpers import tiny_train_config, write_tone_manifest
 
@@ -349,6 +350,31 @@ def test_a_chunked_recogniser_also_reads_whole_utterances_when_a_share_is_set(ti
     assert whole_utterance_cache(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "c", chunked), cache) is None
     with pytest.raises(ConfigError, match="whole_utterance_share needs a chunked model"):
         tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "w", ["data.whole_utterance_share=0.5"])
+
+
+def test_a_recogniser_learns_from_noise_clips_whose_transcript_is_empty(tiny_source_dirs, tiny_data, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        sf.write(tmp_path / f"noise{i}.wav", 0.01 * rng.standard_normal(int(rng.uniform(0.5, 1.5) * 16_000)), 16_000)
+        rows.append(json.dumps({"audio": f"noise{i}.wav", "text": "", "no_speech": True}))
+    (tmp_path / "noise.jsonl").write_text("\n".join(rows) + "\n")
+    overrides = [
+        "model.projector_type=chunk_transformer",
+        "model.stack_factor=8",
+        "model.lora_rank=0",
+        f"data.train=[{{path: {tiny_data['train']}}}, {{path: {tmp_path / 'noise.jsonl'}}}]",
+        "stages=[{name: ctc, steps: 4, lr: 0.01, warmup_steps: 0, batch_size: 8},"
+        " {name: lm, steps: 2, lr: 0.01, warmup_steps: 0, batch_size: 8}]",
+    ]
+    config = tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "quiet", overrides)
+
+    run_dir = train(config)
+
+    _, (noise, _) = prepare_data(config, feature_cache(config))[0]  # cached by the run: nothing to encode
+    assert [e.text for e in noise] == [""] * 4
+    losses = [loss for _, _, loss, _ in _losses(run_dir)]
+    assert len(losses) == 6 and all(np.isfinite(losses))
 
 
 def test_fine_tuning_refuses_a_model_of_another_shape(tiny_source_dirs, tiny_data, reference_run, tmp_path):

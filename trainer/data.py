@@ -58,6 +58,7 @@ class Utterance:
     speaker: str | None = None
     source: str = ""
     uid: str | None = None
+    no_speech: bool = False  # noise or silence only: the empty transcript is the label, not a missing one
 
     @property
     def key(self) -> str:
@@ -145,7 +146,7 @@ def decode_utterance(utt: Utterance, max_seconds: float = DEFAULT_MAX_SECONDS) -
 
     Cheap checks come first (text, file presence, stated duration) so bad rows cost no decoding.
     """
-    if not utt.text or not utt.text.strip():
+    if not utt.no_speech and not utt.text.strip():
         raise SkipUtterance(SkipReason.EMPTY_TEXT)
     if utt.duration is not None and utt.duration > max_seconds:
         raise SkipUtterance(SkipReason.TOO_LONG, f"{utt.duration:.1f} s > {max_seconds:g} s")
@@ -227,6 +228,10 @@ def _row_problem(row: Any) -> str | None:
     text = _first(row, TEXT_KEYS)
     if text is not None and not isinstance(text, str | int | float):
         return f"text is not a string: {text!r:.80}"
+    if row.get("no_speech", False) not in (True, False):
+        return f"no_speech is not true or false: {row['no_speech']!r:.80}"
+    if row.get("no_speech") and str(text or "").strip():
+        return f"a no_speech row has text: {text!r:.80}"
     duration = _first(row, DURATION_KEYS)
     if duration is not None:
         try:
@@ -260,6 +265,7 @@ def utterance_from_row(
         duration=duration if duration is not None and math.isfinite(duration) else None,
         speaker=str(speaker) if speaker is not None else None,
         source=source,
+        no_speech=bool(row.get("no_speech", False)),
     )
 
 

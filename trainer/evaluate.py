@@ -5,7 +5,9 @@ library features → greedy LLM decoding), not cached training features, so its 
 model's. ``--ctc`` reads the recogniser's own CTC head instead, from the same library features.
 Writes ``results.json`` (per source and overall, and per speaker of a source whose rows name
 one: a voice the model has not learnt shows there) and ``errors.jsonl`` (one line per utterance
-with speaker, reference, hypothesis and WER, and the second model's when comparing).
+with speaker, reference, hypothesis and WER, and the second model's when comparing). Clips of noise
+alone (manifest rows with ``"no_speech": true``, ``python -m trainer synth --no-speech``) are scored by
+the words written into them, per minute of noise, and left out of the WER.
 """
 
 from __future__ import annotations
@@ -32,8 +34,31 @@ DEFAULT_EVAL_DATA = DEV_SENTENCES_PATH.parent / "dev" / "manifest.jsonl"
 
 
 def _scores(rows: list[dict[str, Any]], hyp_key: str) -> dict[str, float]:
-    refs, hyps = [r["ref"] for r in rows], [r[hyp_key] for r in rows]
-    return {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
+    """WER/CER of the spoken rows; words written per minute of the no-speech rows (and in how many)."""
+    spoken = [r for r in rows if not r["no_speech"]]
+    refs, hyps = [r["ref"] for r in spoken], [r[hyp_key] for r in spoken]
+    scores = {"wer": wer(refs, hyps), "cer": cer(refs, hyps)} if spoken else {}
+    quiet = [r for r in rows if r["no_speech"]]
+    if quiet:
+        words = [len(normalize(r[hyp_key]).split()) for r in quiet]
+        minutes = sum(r["seconds"] for r in quiet) / 60
+        scores |= {
+            "no_speech_words_per_minute": sum(words) / minutes,
+            "no_speech_clips_with_text": sum(w > 0 for w in words),
+        }
+    return scores
+
+
+def _summary(scores: dict[str, Any], prefix: str = "") -> str:
+    parts = []
+    if f"{prefix}wer" in scores:
+        parts.append(f"WER {100 * scores[f'{prefix}wer']:.2f}%  CER {100 * scores[f'{prefix}cer']:.2f}%")
+    if f"{prefix}no_speech_words_per_minute" in scores:
+        parts.append(
+            f"{scores[f'{prefix}no_speech_words_per_minute']:.2f} words/min of noise "
+            f"({scores[f'{prefix}no_speech_clips_with_text']} clips with text)"
+        )
+    return "  ".join(parts)
 
 
 def _utterance_wer(ref: str, hyp: str) -> float:
@@ -69,7 +94,9 @@ def evaluate(
     """WER/CER per source and ``"overall"`` (fractions, not %), plus the second model's.
 
     ``data`` items are paths or ``name=path``. Each result is ``{"wer", "cer", "utterances",
-    "audio_seconds", "rtf"}``, with ``compare_wer``/``compare_cer`` when ``compare`` is given.
+    "audio_seconds", "rtf"}``, with ``compare_wer``/``compare_cer`` when ``compare`` is given; a source with
+    no-speech clips has ``no_speech_words_per_minute`` and ``no_speech_clips_with_text`` (and no WER when
+    it has nothing else).
     ``ctc`` scores the projector's CTC head (:func:`ctc_transcriber`) instead of the LLM's transcript.
     """
     transcribe = ctc_transcriber(model) if ctc else model.transcribe
@@ -86,6 +113,7 @@ def evaluate(
         for utt, samples in tqdm(iter_decoded(utterances, max_seconds, skips), total=len(utterances), desc="eval"):
             started = time.perf_counter()
             row = {"source": utt.source, "utterance": utt.key, "speaker": utt.speaker, "ref": utt.text}
+            row["no_speech"] = utt.no_speech
             row["hyp"] = transcribe(samples)
             row["seconds"], row["compute_s"] = samples.size / SAMPLE_RATE, time.perf_counter() - started
             if compare is not None:
@@ -117,8 +145,8 @@ def evaluate(
     results["skipped"] = dict(skips.counts)
     for source, r in results.items():
         if source != "skipped":
-            versus = f"  (compare: WER {100 * r['compare_wer']:.2f}%)" if compare is not None else ""
-            logger.info(f"{source}: WER {100 * r['wer']:.2f}%  CER {100 * r['cer']:.2f}%  n={r['utterances']}{versus}")
+            versus = f"  (compare: {_summary(r, 'compare_')})" if compare is not None else ""
+            logger.info(f"{source}: {_summary(r)}  n={r['utterances']}{versus}")
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

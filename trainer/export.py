@@ -47,7 +47,9 @@ def model_card(
     """README.md text: Hub metadata (with ``model-index`` when there are results) and a summary."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    datasets = {k: v for k, v in (results or {}).items() if k not in ("overall", "skipped")}
+    sources = {k: v for k, v in (results or {}).items() if k not in ("overall", "skipped")}
+    datasets = {k: v for k, v in sources.items() if "wer" in v}
+    noise_sets = {k: v["no_speech_words_per_minute"] for k, v in sources.items() if "no_speech_words_per_minute" in v}
     eval_results = [
         EvalResult(
             task_type="automatic-speech-recognition",
@@ -118,6 +120,8 @@ def model_card(
             for d, s in datasets.items()
         ]
         lines += ["", "Text normalised with Whisper's English normalizer; scored with jiwer.", ""]
+    if noise_sets:
+        lines += [f"Words written per minute of noise alone ({d}): {w:.2f}." for d, w in noise_sets.items()] + [""]
     if training:
         lines += ["## Training", ""]
         lines += [f"- steps: {training['steps']}"]

