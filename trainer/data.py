@@ -61,6 +61,11 @@ class Utterance:
     no_speech: bool = False  # noise or silence only: the empty transcript is the label, not a missing one
 
     @property
+    def lacks_transcript(self) -> bool:
+        """No text and not a no-speech clip: a row that cannot be trained or scored."""
+        return not self.no_speech and not self.text.strip()
+
+    @property
     def key(self) -> str:
         """A stable name for logs and per-utterance error files."""
         return self.uid or (str(self.audio_path) if self.audio_path else f"{self.source}:{self.text[:40]}")
@@ -146,7 +151,7 @@ def decode_utterance(utt: Utterance, max_seconds: float = DEFAULT_MAX_SECONDS) -
 
     Cheap checks come first (text, file presence, stated duration) so bad rows cost no decoding.
     """
-    if not utt.no_speech and not utt.text.strip():
+    if utt.lacks_transcript:
         raise SkipUtterance(SkipReason.EMPTY_TEXT)
     if utt.duration is not None and utt.duration > max_seconds:
         raise SkipUtterance(SkipReason.TOO_LONG, f"{utt.duration:.1f} s > {max_seconds:g} s")

@@ -207,7 +207,7 @@ class FeatureCache:
             if frames is None:
                 missing.append((len(examples), utt, key))
                 examples.append(None)
-            elif not utt.no_speech and not utt.text.strip():
+            elif utt.lacks_transcript:
                 skips.record(SkipReason.EMPTY_TEXT, utt.key)
             elif frames * FRAME_SECONDS > max_seconds + FRAME_SECONDS:
                 skips.record(SkipReason.TOO_LONG, utt.key, f"{frames * FRAME_SECONDS:.1f} s > {max_seconds:g} s")

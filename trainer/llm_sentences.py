@@ -188,6 +188,7 @@ def sample_sentences(
         raise ValueError(f"n must be positive, got {n}")
     if style not in STYLES:
         raise ValueError(f"unknown prompt style {style!r}; expected one of {sorted(STYLES)}")
+    prompt_style = STYLES[style]
     dev_filter = dev_filter if dev_filter is not None else DevSetFilter.from_file()
     settings = {
         "seed": seed,
@@ -201,12 +202,12 @@ def sample_sentences(
     llm, tokenizer = load_llm(llm_source)
     tokenizer.padding_side = "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    seen = set(STYLES[style].examples) | set(sentences)
+    seen = set(prompt_style.examples) | set(sentences)
     with tqdm(total=n, initial=min(len(sentences), n), desc="sentences", unit="sentence") as progress:
         while len(sentences) < n:
             rng = np.random.default_rng([seed, state["batches"]])
             torch.manual_seed(int(rng.integers(2**62)))
-            prompts = [make_prompt(rng, STYLES[style]) for _ in range(batch_size)]
+            prompts = [make_prompt(rng, prompt_style) for _ in range(batch_size)]
             batch = tokenizer(prompts, return_tensors="pt", padding=True)
             with torch.no_grad():
                 out = llm.generate(
