@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from trainer.espeak_variants import random_variant_number, random_variant_text
 from trainer.kokoro_tts import kokoro_available
 from trainer.synth import (
     AugmentConfig,
@@ -26,6 +27,7 @@ from trainer.synth import (
     never_trained_on,
     plan_corpus,
     synth_main,
+    synthesize,
     voice_matches,
 )
 from trainer.text_corpus import (
@@ -250,6 +252,34 @@ def test_a_no_speech_corpus_is_noise_alone_with_empty_transcripts(tmp_path: Path
         audio, rate = sf.read(tmp_path / "noise" / row["audio"])
         assert rate == 16_000 and 0.5 <= len(audio) / rate <= 8.0
         assert 20 * np.log10(active_rms(audio)) == pytest.approx(row["augment"]["level_db"], abs=1.5)
+
+
+@needs_tts
+def test_random_espeak_voices_are_new_speakers_drawn_from_their_number(tmp_path: Path) -> None:
+    voices = [v.name for v in discover_voices(("espeak",), random_espeak_voices=3)]
+    assert "espeak:en-us+rv0002" in voices and "espeak:en-us+m3" not in voices
+    assert len(voices) == 3 * len([v for v in discover_voices(("espeak",)) if "+" not in v.name])
+    assert random_variant_text(7) == random_variant_text(7) != random_variant_text(8)
+    assert random_variant_number("en-us+rv0042") == 42 and random_variant_number("en-us+m3") is None
+
+    plain = synthesize("espeak:en-us", "Turn on the lights.", 175, 50)
+    first = synthesize("espeak:en-us+rv0001", "Turn on the lights.", 175, 50)
+    second = synthesize("espeak:en-us+rv0002", "Turn on the lights.", 175, 50)
+    assert 1.0 < len(first) / 16_000 < 3.0
+    assert not np.array_equal(first[:8000], plain[:8000]) and not np.array_equal(first[:8000], second[:8000])
+    np.testing.assert_array_equal(first, synthesize("espeak:en-us+rv0001", "Turn on the lights.", 175, 50))
+
+    code = synth_main(
+        ["--out", str(tmp_path / "rv"), "--n", "3", "--heldout-n", "1", "--engines", "espeak", "--workers", "2",
+         "--random-espeak-voices", "50", "--seed", "5"]
+    )  # fmt: skip
+    rows = read_manifest(tmp_path / "rv" / "manifest.jsonl")
+    assert code == 0 and len(rows) == 3 and all(re.search(r"\+rv00[0-4]\d$", r["voice"]) for r in rows)
+    assert all(
+        r["voice"].startswith("espeak:en-029+") for r in read_manifest(tmp_path / "rv" / "heldout" / "manifest.jsonl")
+    )
+    with pytest.raises(ValueError, match="random_espeak_voices"):
+        discover_voices(("espeak",), random_espeak_voices=-1)
 
 
 # --- text ---------------------------------------------------------------------------------------

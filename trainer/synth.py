@@ -44,6 +44,9 @@ import soundfile as sf
 from loguru import logger
 from tqdm import tqdm
 
+from trainer.espeak_variants import MAX_RANDOM_VARIANTS as MAX_RANDOM_ESPEAK_VOICES
+from trainer.espeak_variants import espeak_command, random_variant_name
+from trainer.espeak_variants import system_data_dir as espeak_data_dir
 from trainer.kokoro_tts import INSTALL_COMMAND as KOKORO_INSTALL_COMMAND
 from trainer.kokoro_tts import (
     KOKORO_SAMPLE_RATE,
@@ -115,14 +118,20 @@ def voice_matches(voice: str, patterns: Sequence[str]) -> bool:
 
 
 @cache
-def discover_voices(engines: tuple[str, ...] = ENGINES, kokoro_accents: bool = False) -> tuple[Voice, ...]:
+def discover_voices(
+    engines: tuple[str, ...] = ENGINES, kokoro_accents: bool = False, random_espeak_voices: int = 0
+) -> tuple[Voice, ...]:
     """The voices of the installed engines, sorted by name; an engine that is not installed has none.
 
     ``kokoro_accents``: each Kokoro mix speaks every one of :data:`REGIONAL_ACCENTS` instead of its own accent.
+    ``random_espeak_voices``: each espeak accent speaks with that many random variants
+    (:mod:`trainer.espeak_variants`) instead of espeak's own.
     """
+    if not 0 <= random_espeak_voices <= MAX_RANDOM_ESPEAK_VOICES:
+        raise ValueError(f"random_espeak_voices must be 0 to {MAX_RANDOM_ESPEAK_VOICES}, not {random_espeak_voices}")
     voices: list[Voice] = []
     if "espeak" in engines and shutil.which("espeak-ng"):
-        voices += _espeak_voices()
+        voices += _espeak_voices(random_espeak_voices)
     if "flite" in engines and shutil.which("flite"):
         listing = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=True).stdout
         names = listing.split(":", 1)[-1].split()
@@ -142,12 +151,14 @@ def discover_voices(engines: tuple[str, ...] = ENGINES, kokoro_accents: bool = F
     return tuple(sorted(voices, key=lambda v: v.name))
 
 
-def _espeak_voices() -> list[Voice]:
-    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
-    data_dir = Path(re.search(r"Data at: (\S+)", version)[1])
+def _espeak_voices(random_variants: int) -> list[Voice]:
     listing = subprocess.run(["espeak-ng", "--voices=en"], capture_output=True, text=True, check=True).stdout
     languages = {line.split()[1] for line in listing.splitlines()[1:] if len(line.split()) > 1}
-    variants = [v for v in ESPEAK_VARIANTS if not v or (data_dir / "voices" / "!v" / v).is_file()]
+    if random_variants:
+        variants = [random_variant_name(n) for n in range(random_variants)]
+    else:
+        shipped = espeak_data_dir() / "voices" / "!v"
+        variants = [v for v in ESPEAK_VARIANTS if not v or (shipped / v).is_file()]
     accents = [a for a in ESPEAK_ACCENTS if a in languages]
     return [Voice("espeak", f"{a}+{v}" if v else a) for a in accents for v in variants]
 
@@ -423,7 +434,7 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
         wav = str(Path(tmp) / "speech.wav")
         if engine == "espeak":
             cmd = [
-                "espeak-ng",
+                *espeak_command(ident, Path(tmp)),
                 "-v",
                 ident,
                 "-s",
@@ -633,10 +644,12 @@ def build_corpus(
     kokoro_accents: bool = False,
     variants: int = 1,
     no_speech: bool = False,
+    random_espeak_voices: int = 0,
 ) -> CorpusReport:
     """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``;
     ``variants`` training clips per rendering of speech (see :func:`plan_clip`); ``no_speech``: clips of
-    noise alone with empty transcripts (see :func:`plan_no_speech_clip`).
+    noise alone with empty transcripts (see :func:`plan_no_speech_clip`); ``random_espeak_voices``: see
+    :func:`discover_voices`.
 
     Clips already on disk from an interrupted run with the same settings are kept, not re-rendered.
     Clips whose synthesis fails are logged and left out of the manifest.
@@ -644,7 +657,7 @@ def build_corpus(
     started = time.monotonic()
     out_dir = Path(out_dir)
     augment = augment or AugmentConfig()
-    voices = discover_voices(tuple(engines), kokoro_accents)
+    voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
         augment=augment, variants=variants, no_speech=no_speech,
@@ -801,6 +814,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of their own en-us/en-gb",
     )
     parser.add_argument(
+        "--random-espeak-voices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each espeak accent speaks with N random voice variants (formants, pitch, voicing drawn per "
+        "variant number) instead of espeak's own ~40 (default 0: espeak's own)",
+    )
+    parser.add_argument(
         "--no-speech",
         action="store_true",
         help="clips of noise alone (white, pink, brown, babble; 0.5-8 s, -60 to -20 dBFS) with empty "
@@ -827,6 +848,7 @@ def run_synth(args: argparse.Namespace) -> int:
         kokoro_accents=args.kokoro_accents,
         variants=args.variants,
         no_speech=args.no_speech,
+        random_espeak_voices=args.random_espeak_voices,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
