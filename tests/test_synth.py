@@ -43,6 +43,7 @@ from trainer.text_corpus import (
     spoken_pair_number,
     spoken_time,
 )
+from trainer.voice_conversion import Conversion, conversion_available, split_conversion
 
 needs_tts = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs Debian espeak-ng and sox"
@@ -280,6 +281,29 @@ def test_random_espeak_voices_are_new_speakers_drawn_from_their_number(tmp_path:
     )
     with pytest.raises(ValueError, match="random_espeak_voices"):
         discover_voices(("espeak",), random_espeak_voices=-1)
+
+
+needs_praat = pytest.mark.skipif(not conversion_available(), reason="needs praat-parselmouth")
+
+
+@needs_tts
+@needs_praat
+def test_converted_voices_are_other_speakers_of_the_diphone_voices(tmp_path: Path) -> None:
+    voices = [v.name for v in discover_voices(("flite", "espeak"), converted_voices=2)]
+    assert "flite:rms+vc0001" in voices and "flite:rms" not in voices and "espeak:en-us+m3" in voices
+    assert split_conversion("rms+vc0042") == ("rms", 42) and split_conversion("en-us+m3") == ("en-us+m3", None)
+    assert Conversion.from_number(3) == Conversion.from_number(3) != Conversion.from_number(4)
+    assert never_trained_on("flite:slt+vc0001") and voice_matches("flite:awb+vc0003", ["flite:awb"])
+
+    plain = synthesize("flite:rms", "Turn on the lights.", 1.0, 0)
+    converted = synthesize("flite:rms+vc0001", "Turn on the lights.", 1.0, 0)
+    assert len(converted) == len(plain) and not np.allclose(converted, plain, atol=1e-3)
+    assert 0.3 < active_rms(converted) / active_rms(plain) < 3.0  # speech, not silence or a blast
+
+    report = build(tmp_path / "vc", engines=("flite",), converted_voices=20, holdout_voices=["flite:awb"])
+    assert report.n_train == 6 and all("+vc00" in r["voice"] for r in read_manifest(report.train_manifest))
+    with pytest.raises(ValueError, match="converted_voices"):
+        discover_voices(("flite",), converted_voices=-2)
 
 
 # --- text ---------------------------------------------------------------------------------------

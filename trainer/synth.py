@@ -58,6 +58,16 @@ from trainer.kokoro_tts import (
     parse_mix_voice,
 )
 from trainer.text_corpus import build_sentences, read_sentences, write_text_atomically
+from trainer.voice_conversion import (
+    CONVERTED_ENGINES,
+    MAX_CONVERSIONS,
+    Conversion,
+    conversion_available,
+    convert,
+    converted_voice_name,
+    split_conversion,
+)
+from trainer.voice_conversion import INSTALL_COMMAND as CONVERSION_INSTALL_COMMAND
 
 SAMPLE_RATE = 16_000  # the model's input rate (pipecat_tiny_audio.audio.SAMPLE_RATE; not imported: no torch here)
 ENGINES = ("espeak", "flite", "festival", "kokoro")
@@ -119,16 +129,22 @@ def voice_matches(voice: str, patterns: Sequence[str]) -> bool:
 
 @cache
 def discover_voices(
-    engines: tuple[str, ...] = ENGINES, kokoro_accents: bool = False, random_espeak_voices: int = 0
+    engines: tuple[str, ...] = ENGINES,
+    kokoro_accents: bool = False,
+    random_espeak_voices: int = 0,
+    converted_voices: int = 0,
 ) -> tuple[Voice, ...]:
     """The voices of the installed engines, sorted by name; an engine that is not installed has none.
 
     ``kokoro_accents``: each Kokoro mix speaks every one of :data:`REGIONAL_ACCENTS` instead of its own accent.
     ``random_espeak_voices``: each espeak accent speaks with that many random variants
-    (:mod:`trainer.espeak_variants`) instead of espeak's own.
+    (:mod:`trainer.espeak_variants`) instead of espeak's own. ``converted_voices``: each flite and festival
+    voice speaks as that many converted speakers (:mod:`trainer.voice_conversion`) instead of as itself.
     """
     if not 0 <= random_espeak_voices <= MAX_RANDOM_ESPEAK_VOICES:
         raise ValueError(f"random_espeak_voices must be 0 to {MAX_RANDOM_ESPEAK_VOICES}, not {random_espeak_voices}")
+    if not 0 <= converted_voices <= MAX_CONVERSIONS:
+        raise ValueError(f"converted_voices must be 0 to {MAX_CONVERSIONS}, not {converted_voices}")
     voices: list[Voice] = []
     if "espeak" in engines and shutil.which("espeak-ng"):
         voices += _espeak_voices(random_espeak_voices)
@@ -144,6 +160,13 @@ def discover_voices(
     if "kokoro" in engines and kokoro_available():
         accents = REGIONAL_ACCENTS if kokoro_accents else (None,)
         voices += [Voice("kokoro", mix_voice_name(i, a)) for i in range(N_MIX_VOICES) for a in accents]
+    if converted_voices:
+        voices = [v for v in voices if v.engine not in CONVERTED_ENGINES] + [
+            Voice(v.engine, converted_voice_name(v.ident, n))
+            for v in voices
+            if v.engine in CONVERTED_ENGINES
+            for n in range(converted_voices)
+        ]
     missing = [e for e in engines if not any(v.engine == e for v in voices)]
     if missing:
         hints = "; ".join(f"{e}: {ENGINE_INSTALL_HINTS[e]}" for e in missing)
@@ -426,9 +449,11 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
 
     espeak-ng takes rate and pitch natively; flite takes its duration stretch and gets pitch from sox;
     festival gets both from sox (``tempo``/``pitch``); Kokoro takes rate as its speed and gets pitch from
-    sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz.
+    sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz. A converted
+    flite or festival voice ("flite:rms+vc0042") is the base voice's speech, converted last.
     """
     engine, ident = voice.split(":", 1)
+    ident, conversion = split_conversion(ident) if engine in CONVERTED_ENGINES else (ident, None)
     effects: list[str] = []
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         wav = str(Path(tmp) / "speech.wav")
@@ -481,6 +506,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             check=True, capture_output=True,
         ).stdout  # fmt: skip
     audio = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if conversion is not None:
+        audio = convert(audio, SAMPLE_RATE, Conversion.from_number(conversion))
     if audio.size == 0 or not np.abs(audio).max() > 1e-4:
         raise RuntimeError(f"{voice} produced no audio for {text!r}")
     return audio
@@ -645,11 +672,12 @@ def build_corpus(
     variants: int = 1,
     no_speech: bool = False,
     random_espeak_voices: int = 0,
+    converted_voices: int = 0,
 ) -> CorpusReport:
     """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``;
     ``variants`` training clips per rendering of speech (see :func:`plan_clip`); ``no_speech``: clips of
-    noise alone with empty transcripts (see :func:`plan_no_speech_clip`); ``random_espeak_voices``: see
-    :func:`discover_voices`.
+    noise alone with empty transcripts (see :func:`plan_no_speech_clip`); ``random_espeak_voices`` and
+    ``converted_voices``: see :func:`discover_voices`.
 
     Clips already on disk from an interrupted run with the same settings are kept, not re-rendered.
     Clips whose synthesis fails are logged and left out of the manifest.
@@ -657,7 +685,9 @@ def build_corpus(
     started = time.monotonic()
     out_dir = Path(out_dir)
     augment = augment or AugmentConfig()
-    voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices)
+    if converted_voices and not conversion_available():
+        raise RuntimeError(f"converted voices need Praat: {CONVERSION_INSTALL_COMMAND}")
+    voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices, converted_voices)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
         augment=augment, variants=variants, no_speech=no_speech,
@@ -822,6 +852,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         "variant number) instead of espeak's own ~40 (default 0: espeak's own)",
     )
     parser.add_argument(
+        "--converted-voices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each flite and festival voice speaks as N other speakers (Praat's formant and pitch change, "
+        f"drawn per conversion number) instead of as itself (default 0; needs {CONVERSION_INSTALL_COMMAND})",
+    )
+    parser.add_argument(
         "--no-speech",
         action="store_true",
         help="clips of noise alone (white, pink, brown, babble; 0.5-8 s, -60 to -20 dBFS) with empty "
@@ -849,6 +887,7 @@ def run_synth(args: argparse.Namespace) -> int:
         variants=args.variants,
         no_speech=args.no_speech,
         random_espeak_voices=args.random_espeak_voices,
+        converted_voices=args.converted_voices,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
