@@ -69,5 +69,6 @@ corpus: setup
 	$(SYNTH) --out data/synth-kaccents --n 3000 --heldout-n 0 --seed 4 --engines kokoro --kokoro-accents
 	test -s data/turn-sentences.txt || $(PY) -m trainer sentences --out data/turn-sentences.txt --style turns --n 3000 --seed 1
 	$(SYNTH) --out data/synth-turns --text data/turn-sentences.txt --n 3000 --heldout-n 0 --seed 6
+	$(SYNTH) --out data/synth-rv --n 4000 --heldout-n 0 --seed 8 --engines espeak --random-espeak-voices 1000
 	$(SYNTH) --out data/synth-kllm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 5 --engines kokoro --kokoro-accents
 	$(PY) -m trainer features --config base
