@@ -62,9 +62,9 @@ from trainer.voice_conversion import (
     CONVERTED_ENGINES,
     MAX_CONVERSIONS,
     Conversion,
-    conversion_available,
     convert,
     converted_voice_name,
+    require_praat,
     split_conversion,
 )
 from trainer.voice_conversion import INSTALL_COMMAND as CONVERSION_INSTALL_COMMAND
@@ -685,8 +685,8 @@ def build_corpus(
     started = time.monotonic()
     out_dir = Path(out_dir)
     augment = augment or AugmentConfig()
-    if converted_voices and not conversion_available():
-        raise RuntimeError(f"converted voices need Praat: {CONVERSION_INSTALL_COMMAND}")
+    if converted_voices:
+        require_praat()
     voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices, converted_voices)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,

@@ -60,13 +60,18 @@ def conversion_available() -> bool:
     return importlib.util.find_spec("parselmouth") is not None
 
 
+def require_praat() -> None:
+    """A clear error naming the install command when ``praat-parselmouth`` is missing."""
+    if not conversion_available():
+        raise RuntimeError(f"converted voices need Praat: {INSTALL_COMMAND}")
+
+
 def convert(audio: np.ndarray, sample_rate: int, conversion: Conversion) -> np.ndarray:
     """``audio`` (mono float) spoken by the converted speaker; same length and rate."""
-    try:
-        import parselmouth
-        from parselmouth.praat import call
-    except ImportError as exc:
-        raise RuntimeError(f"converted voices need Praat: {INSTALL_COMMAND}") from exc
+    require_praat()
+    import parselmouth
+    from parselmouth.praat import call
+
     sound = parselmouth.Sound(audio.astype(np.float64), sample_rate)
     changed = call(
         sound, "Change gender", 75, 600, conversion.formant_ratio, conversion.pitch_median, conversion.pitch_range, 1.0
