@@ -50,3 +50,19 @@ async def test_a_vad_that_skipped_the_start_knows_speech_is_going_on_after_one_b
     assert vad.is_speech
     assert pre_roll == b"".join(blocks[:onset])[-len(pre_roll) :]  # skipped audio still makes the pre-roll
     assert len(pre_roll) == round((vad.params.start_secs + 0.3) * SAMPLE_RATE) * 2
+
+
+async def test_a_pre_roll_never_reaches_back_into_the_last_utterance(turn):
+    """A VAD that splits a turn at a short pause starts again moments later: the words before are sent."""
+    blocks = pcm_blocks(turn)
+    vad = VadBuffer(pre_roll_secs=1.0)
+    for block in blocks[:100]:
+        vad.skip(block)
+    vad.utterance_ended()
+    for block in blocks[100:110]:  # 0.2 s after the end
+        vad.skip(block)
+
+    assert vad.pre_roll() == b"".join(blocks[100:110])
+    vad.utterance_ended()
+    assert vad.pre_roll() == b""
+    await vad.cleanup()

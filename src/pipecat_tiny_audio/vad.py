@@ -60,6 +60,7 @@ class VadBuffer:
         self._ring = bytearray()
         self._ring_limit = round((pre_roll_secs + MAX_START_SECS) * SAMPLE_RATE) * 2
         self._skipped = 0  # bytes at the ring's end kept but not analysed yet
+        self._unused = 0  # bytes at the ring's end kept since the last utterance ended
         self._state = VADState.QUIET
 
     @property
@@ -102,11 +103,21 @@ class VadBuffer:
     def _keep(self, pcm: bytes) -> None:
         self._ring += pcm
         del self._ring[: max(0, len(self._ring) - self._ring_limit)]
+        self._unused = min(self._unused + len(pcm), len(self._ring))
+
+    def utterance_ended(self) -> None:
+        """The audio so far belonged to an utterance: a later pre-roll starts after it.
+
+        A VAD that splits a turn at a short pause starts the next utterance moments after the last
+        one ended; a pre-roll reaching back past that end would transcribe its last words twice.
+        """
+        self._unused = 0
 
     def pre_roll(self, start_secs: float | None = None) -> bytes:
-        """The latest audio covering speech confirmed after ``start_secs`` (default: ours) plus pre-roll."""
+        """The latest audio covering speech confirmed after ``start_secs`` (default: ours) plus pre-roll,
+        none of it from before the last utterance's end."""
         start = self.params.start_secs if start_secs is None else min(start_secs, MAX_START_SECS)
-        size = round((start + self._pre_roll_secs) * SAMPLE_RATE) * 2
+        size = min(round((start + self._pre_roll_secs) * SAMPLE_RATE) * 2, self._unused)
         return bytes(self._ring[-size:]) if size else b""
 
     async def cleanup(self) -> None:

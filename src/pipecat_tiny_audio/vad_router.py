@@ -97,6 +97,7 @@ class VadRouter:
             return False
         self.in_utterance = False
         self._held.clear()
+        self._vad.utterance_ended()
         self._commands.send(Stop(user_id, self._voiced >= self._min_speech_samples))
         return True
 

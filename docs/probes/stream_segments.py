@@ -1,0 +1,127 @@
+"""Issue 12: how much of the streamed-vs-offline WER gap the VAD's segmentation costs, and which settings close it.
+
+Streamed through the benchmark's pipeline (``VADProcessor(Silero, stop_secs=0.2) → TinyAudioSTT``), the
+committed recogniser scores a couple of points worse on dev than the same clips transcribed whole. A
+stream's final transcribes exactly what the service's :class:`~pipecat_tiny_audio.vad_router.VadRouter`
+passed to its decoder between a VAD start and stop (``model.transcribe`` of that audio is the streamed
+final, see README *Two readings*), so the gap is the segmentation's: a turn split at a short pause, a first
+syllable before the pre-roll, a last one inside the closing pause. This probe replays the benchmark's stream
+(0.5 s of silence, the clip, 1 s of silence, in 20 ms frames, one continuous stream) through Pipecat's Silero
+VAD and the real router, with no clock, and transcribes each segment as the service would:
+
+    PYTHONPATH=. python docs/probes/stream_segments.py --model checkpoints/recogniser \\
+        --pre-roll 0.3 0.6 --stop-secs 0.2 0.5
+
+It prints, per setting, the segments, WER and CER of the turns' joined finals, and the offline WER of the
+whole clips (``--transcripts`` keeps each clip's texts). Timing is not simulated: latency is the benchmark's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+from tqdm import tqdm
+
+from benchmarks.streaming import DEV_SET, FRAME, LEAD_SILENCE, MIN_GAP, load_clips
+from pipecat_tiny_audio.audio import SAMPLE_RATE
+from pipecat_tiny_audio.commands import Audio, Start, Stop
+from pipecat_tiny_audio.shared_model import load_model
+from pipecat_tiny_audio.vad_router import VadRouter
+from trainer.metrics import cer, wer
+
+
+class Segments:
+    """Collects the router's commands into (audio, enough_speech) per utterance."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[np.ndarray, bool]] = []
+        self._audio: list[np.ndarray] = []
+
+    def send(self, command) -> None:
+        if isinstance(command, Start):
+            self._audio = []
+        elif isinstance(command, Audio):
+            self._audio.append(command.samples)
+        elif isinstance(command, Stop):
+            samples = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+            self.done.append((samples, command.enough_speech))
+
+
+async def segment(clips: list[bytes], params: VADParams, pre_roll: float) -> list[list[tuple[np.ndarray, bool]]]:
+    """Each clip's utterances as the service receives them behind an upstream ``VADProcessor(params)``."""
+    upstream = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
+    upstream.set_sample_rate(SAMPLE_RATE)
+    segments = Segments()
+    router = VadRouter(segments, None, pre_roll, min_speech_secs=0.25)  # TinyAudioSTT's default
+    router.follow_upstream(params)  # the SpeechControlParamsFrame the VADProcessor sends at start
+    step = round(FRAME * SAMPLE_RATE) * 2
+    silence = bytes(step)
+    state, per_clip = VADState.QUIET, []
+    for pcm in clips:
+        before = len(segments.done)
+        stream = [silence] * round(LEAD_SILENCE / FRAME)
+        stream += [pcm[i : i + step].ljust(step, b"\0") for i in range(0, len(pcm), step)]
+        stream += [silence] * round(MIN_GAP / FRAME)
+        for frame in stream:
+            await router.process(frame)  # the VADProcessor passes the audio on before it analyses it
+            new = await upstream.analyze_audio(frame)
+            if new != state and new in (VADState.SPEAKING, VADState.QUIET):
+                state = new
+                if new == VADState.SPEAKING and not router.in_utterance:
+                    router.begin(params.start_secs)
+                elif new == VADState.QUIET:
+                    router.end("user")
+        per_clip.append(segments.done[before:])
+    await upstream.cleanup()
+    await router.cleanup()
+    return per_clip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="checkpoints/recogniser")
+    parser.add_argument("--manifest", type=Path, default=DEV_SET / "manifest.jsonl")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--pre-roll", type=float, nargs="+", default=[0.3], help="TinyAudioSTT pre_roll_secs")
+    parser.add_argument("--stop-secs", type=float, nargs="+", default=[0.2], help="the upstream VAD's stop_secs")
+    parser.add_argument("--transcripts", type=Path, help="write each clip's reference, offline and streamed text")
+    args = parser.parse_args()
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    torch.set_num_threads(1)
+    model = load_model(args.model, "cpu")
+    clips = load_clips(args.limit, args.manifest)
+    refs = [c["text"] for c in clips]
+    pcm = [c["pcm"] for c in clips]
+    offline = [model.transcribe(p) for p in tqdm(pcm, desc="offline")]
+    print(f"offline, whole clips: WER {100 * wer(refs, offline):.2f} % (CER {100 * cer(refs, offline):.2f} %)")
+    rows = []
+    for pre_roll, stop_secs in itertools.product(args.pre_roll, args.stop_secs):
+        per_clip = asyncio.run(segment(pcm, VADParams(stop_secs=stop_secs), pre_roll))
+        hyps = [
+            " ".join(model.transcribe(audio) for audio, enough in utterances if enough and audio.size)
+            for utterances in tqdm(per_clip, desc=f"pre-roll {pre_roll} s, stop {stop_secs} s")
+        ]
+        n = sum(map(len, per_clip))
+        print(
+            f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s: {n} segments, "
+            f"WER {100 * wer(refs, hyps):.2f} % (CER {100 * cer(refs, hyps):.2f} %)",
+            flush=True,
+        )
+        rows.append({"pre_roll": pre_roll, "stop_secs": stop_secs, "hyps": hyps, "segments": list(map(len, per_clip))})
+    if args.transcripts:
+        args.transcripts.write_text(json.dumps({"refs": refs, "offline": offline, "streamed": rows}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
