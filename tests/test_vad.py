@@ -49,7 +49,7 @@ async def test_a_vad_that_skipped_the_start_knows_speech_is_going_on_after_one_b
     assert event is VadEvent.STARTED
     assert vad.is_speech
     assert pre_roll == b"".join(blocks[:onset])[-len(pre_roll) :]  # skipped audio still makes the pre-roll
-    assert len(pre_roll) == round((vad.params.start_secs + 0.3) * SAMPLE_RATE) * 2
+    assert len(pre_roll) == round((vad.params.start_secs + 0.6) * SAMPLE_RATE) * 2
 
 
 async def test_a_pre_roll_never_reaches_back_into_the_last_utterance(turn):

@@ -123,7 +123,9 @@ class TinyAudioSTT(STTService):
         partial_interval: seconds of new audio between interim transcripts.
         vad_params: built-in Silero VAD parameters, used when no upstream VAD frames arrive (an
             upstream VAD's ``SpeechControlParamsFrame`` replaces them).
-        pre_roll_secs: audio kept from before the VAD's speech onset.
+        pre_roll_secs: audio kept from before the VAD's speech onset (and its ``start_secs``), never
+            reaching back into the previous utterance. 0.6 s: on the dev clips streamed behind
+            ``VADProcessor(stop_secs=0.2)`` 0.3 s lost soft first syllables (``docs/probes/stream_segments.py``).
         min_speech_secs: an utterance with less voiced audio than this (what confirmed the VAD's
             start plus what Silero hears as speech after it) gets no final: a cough, a click or a
             50 ms blip between a VAD start and stop would only make the model invent words.
@@ -162,7 +164,7 @@ class TinyAudioSTT(STTService):
         language: Language | str | None = None,
         partial_interval: float = 0.5,
         vad_params: VADParams | None = None,
-        pre_roll_secs: float = 0.3,
+        pre_roll_secs: float = 0.6,
         min_speech_secs: float = 0.25,
         max_segment_seconds: float = 25.0,
         whole_utterance_final: bool = True,

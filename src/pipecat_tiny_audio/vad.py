@@ -51,7 +51,7 @@ class VadBuffer:
         pre_roll_secs: audio kept from before the detected speech onset.
     """
 
-    def __init__(self, params: VADParams | None = None, pre_roll_secs: float = 0.3):
+    def __init__(self, params: VADParams | None = None, pre_roll_secs: float = 0.6):
         if pre_roll_secs < 0:
             raise ValueError("pre_roll_secs must be >= 0")
         self._analyzer = _InlineSileroVAD(sample_rate=SAMPLE_RATE, params=params)
