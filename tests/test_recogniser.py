@@ -152,6 +152,28 @@ def test_a_whole_utterance_final_streams_its_offline_transcript_with_fewer_llm_t
     assert sum(final) < sum(fresh)
 
 
+def test_a_whole_utterance_final_without_fusion_reads_the_llm_once(base_model, say):
+    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
+    recogniser.config.whole_utterance_final = True
+    recogniser.config.whole_final_fusion = False
+    sentence = "please read the last message from sarah out loud"
+    audio = say(sentence)
+    offline = recogniser.transcribe(audio)
+    assert cer([sentence], [offline]) < 0.35, offline
+
+    passes = []
+
+    def llm(**inputs):
+        passes.append(inputs["inputs_embeds"].shape[1])
+        return recogniser.llm(**inputs)
+
+    decoder = StreamingDecoder(recogniser)
+    for start in range(0, audio.size, 8000):
+        run_steps(recogniser.llm, decoder.feed_steps(audio[start : start + 8000]))
+    assert run_steps(llm, decoder.finalize_steps()) == offline
+    assert len(passes) == 1  # the rescoring of the N best; the beam ran on the stream's scores and guesses
+
+
 def test_chunk_finals_skip_the_whole_utterance_encoding_and_match_a_chunk_final_recogniser(
     base_model, say, monkeypatch
 ):

@@ -78,8 +78,9 @@ class RecogniserStream:
     def whole_final_steps(self, whole: torch.Tensor) -> Steps[str]:
         """Transcript of the segment's whole-utterance features ``whole`` (frames, d) instead of its chunks':
         the beam starts over on them, keeping the LLM's scores of the stream's words, so it passes the LLM
-        only the words the stream did not have. The stream itself is left as it was."""
-        search = self._search.restarted()
+        only the words the stream did not have (none with the model's ``whole_final_fusion`` off: then
+        the LLM reads only the N best, in the rescoring pass). The stream itself is left as it was."""
+        search = self._search.restarted(ask_llm=self.model.config.whole_final_fusion)
         return (yield from self._finish(search, whole.to(self._pending), [], 0))
 
     def _finish(

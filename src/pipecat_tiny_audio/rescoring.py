@@ -180,7 +180,7 @@ class FusedBeamSearch:
     har mey") often push the right words out before the LLM sees them; fused, it keeps them in.
 
     The LLM (``scorer``) scores the new word sequences of the candidates that can stay in the beam once
-    every ``every`` frames (a chunk of audio: one pass); until it reads a word, the word counts as the
+    every ``every`` frames (a chunk of audio: one pass; 0: never); until it reads a word, the word counts as the
     lexicon's frequency guess (:meth:`Lexicon.log_frequency`, less ``UNSCORED_WORD_MARGIN``).
     With ``lm_weight = word_bonus = oov_penalty = 0`` it is a plain beam search and needs no scorer.
     """
@@ -218,11 +218,13 @@ class FusedBeamSearch:
         other.scorer = self.scorer.fork() if self.scorer is not None else None
         return other
 
-    def restarted(self) -> FusedBeamSearch:
+    def restarted(self, ask_llm: bool = True) -> FusedBeamSearch:
         """A search from the start of the audio that keeps this one's LLM scores: posteriors of the same
         speech computed another way rescore mostly the same words, and those cost no LLM pass. Its scorer
-        is a :meth:`TextScorer.fork`."""
+        is a :meth:`TextScorer.fork`. Without ``ask_llm`` it never passes the LLM new words: they count as
+        the lexicon's guesses, so the search costs no LLM pass at all."""
         other = self.copy()
+        other.every = self.every if ask_llm else 0
         other.beam = PrefixBeam(self.beam.vocabulary, self.beam.beam, self.beam.per_frame)
         other.frames = 0
         other._spelled = {(): ""}
@@ -244,7 +246,7 @@ class FusedBeamSearch:
             }
             judged = [self._judge(text) for text in spelled.values()]
             texts = [finished for finished, _ in judged]
-            if self.lm_weight and self.frames % self.every == 0:
+            if self.lm_weight and self.every and self.frames % self.every == 0:
                 new = [t for t in self._contenders(grown, judged) if t not in self.scores]
                 if new:
                     scores = yield from self.scorer.score_steps(new, finished=False)
