@@ -51,10 +51,10 @@ lint: setup
 
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
 # unseen-voice set first, then the SmolLM2 sentences (~1 h) and the tuning clips spoken from them, the noise
-# clips (a minute; heldout/ is the no-text-on-noise check), then the training corpora (the conversation
-# turns' sentences, ~15 min, before the corpus that speaks them). Every step resumes where an interrupted run
-# stopped. Many hours on a 2-core CPU (the Kokoro corpora are most of it). WORKERS=1 leaves a core for other
-# work.
+# clips (a minute; heldout/ is the no-text-on-noise check) and 100 unseen Kokoro mixes (data/kokoro-check),
+# then the training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them).
+# Every step resumes where an interrupted run stopped. Many hours on a 2-core CPU (the Kokoro corpora are most
+# of it). WORKERS=1 leaves a core for other work.
 WORKERS ?= 2
 SYNTH := $(PY) -m trainer synth --workers $(WORKERS)
 corpus: setup
@@ -63,6 +63,7 @@ corpus: setup
 	tail -150 data/llm-sentences.txt > data/tune-llm.txt
 	$(SYNTH) --out data/tune-llm --text data/tune-llm.txt --n 150 --heldout-n 0 --seed 9
 	$(SYNTH) --out data/no-speech --no-speech --n 600 --heldout-n 100 --seed 7 --engines espeak
+	$(SYNTH) --out data/kokoro-check --n 100 --heldout-n 0 --seed 77 --engines kokoro
 	$(SYNTH) --out data/synth-k --n 6000 --seed 1
 	$(SYNTH) --out data/synth-llm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 2
 	$(SYNTH) --out data/synth-kokoro --n 4000 --heldout-n 0 --seed 3 --engines kokoro
