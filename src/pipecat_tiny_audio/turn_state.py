@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PARTIAL_DUTY = 3.0  # partials take at most about a third of a session's real time
+FIRST_PARTIAL_POLL = 0.1  # seconds of audio between partials until the first words are heard
 
 
 @dataclass
@@ -41,9 +42,14 @@ class TurnState:
         """Schedule the next partial after one that took ``seconds`` (waiting for the CPU included).
 
         Partials are best effort: the next waits for at least PARTIAL_DUTY times this one's cost in
-        new audio, so when the CPU is short they thin out instead of holding the speaker up.
+        new audio, so when the CPU is short they thin out instead of holding the speaker up. Until the
+        first interim, the next comes after FIRST_PARTIAL_POLL instead of ``partial_interval``: a
+        chunked decoder's hypothesis changes only when a chunk completes, and a partial in between
+        repeats the last one at no cost, so the first words go out when their chunk is in, not up to
+        ``partial_interval`` later (the utterance's first audio is pre-roll, often silence).
         """
-        self.next_partial_at = self.decoder.audio_seconds + max(self.partial_interval, PARTIAL_DUTY * seconds)
+        interval = self.partial_interval if self.last_text else FIRST_PARTIAL_POLL
+        self.next_partial_at = self.decoder.audio_seconds + max(interval, PARTIAL_DUTY * seconds)
 
     def is_news(self, text: str | None) -> bool:
         """Whether ``text`` is worth an interim (non-empty and not the last one); it becomes the last one."""
