@@ -38,6 +38,16 @@ def recogniser(base_model) -> TinyAudioModel:
     return TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
 
 
+def counting_llm(model: TinyAudioModel, passes: list[int]):
+    """``model.llm``, appending each pass's token count to ``passes``."""
+
+    def llm(**inputs):
+        passes.append(inputs["inputs_embeds"].shape[1])
+        return model.llm(**inputs)
+
+    return llm
+
+
 def test_the_committed_recogniser_spells_what_it_hears(recogniser, say):
     sentence = "please call me back tomorrow morning about the delivery"
     features = recogniser.encode(say(sentence))  # in its own feature mode: chunks with look-ahead
@@ -109,11 +119,7 @@ def test_the_recogniser_is_served_by_llm_fusion_and_streams_its_offline_transcri
     assert cer([sentence], [offline]) < 0.35, offline
 
     passes = []
-
-    def llm(**inputs):
-        passes.append(inputs["inputs_embeds"].shape[1])
-        return recogniser.llm(**inputs)
-
+    llm = counting_llm(recogniser, passes)
     decoder = StreamingDecoder(recogniser)
     partials = []
     for start in range(0, audio.size, 8000):  # half a second at a time
@@ -133,22 +139,15 @@ def test_a_whole_utterance_final_streams_its_offline_transcript_with_fewer_llm_t
     offline = recogniser.transcribe(audio)
     assert cer([sentence], [offline]) < 0.35, offline
 
-    def counting(tokens: list[int]):
-        def llm(**inputs):
-            tokens.append(inputs["inputs_embeds"].shape[1])
-            return recogniser.llm(**inputs)
-
-        return llm
-
     decoder, streamed, final = StreamingDecoder(recogniser), [], []
     for start in range(0, audio.size, 8000):
-        run_steps(counting(streamed), decoder.feed_steps(audio[start : start + 8000]))
-    assert run_steps(counting(final), decoder.finalize_steps()) == offline
+        run_steps(counting_llm(recogniser, streamed), decoder.feed_steps(audio[start : start + 8000]))
+    assert run_steps(counting_llm(recogniser, final), decoder.finalize_steps()) == offline
 
     # The same final without the LLM scores of the stream's words: the same transcript, more LLM tokens.
     whole = encode_audio(recogniser.encoder, audio, FeatureMode())
     fresh = []
-    assert run_steps(counting(fresh), RecogniserStream(recogniser).whole_final_steps(whole)) == offline
+    assert run_steps(counting_llm(recogniser, fresh), RecogniserStream(recogniser).whole_final_steps(whole)) == offline
     assert sum(final) < sum(fresh)
 
 
@@ -162,15 +161,10 @@ def test_a_whole_utterance_final_without_fusion_reads_the_llm_once(base_model, s
     assert cer([sentence], [offline]) < 0.35, offline
 
     passes = []
-
-    def llm(**inputs):
-        passes.append(inputs["inputs_embeds"].shape[1])
-        return recogniser.llm(**inputs)
-
     decoder = StreamingDecoder(recogniser)
     for start in range(0, audio.size, 8000):
         run_steps(recogniser.llm, decoder.feed_steps(audio[start : start + 8000]))
-    assert run_steps(llm, decoder.finalize_steps()) == offline
+    assert run_steps(counting_llm(recogniser, passes), decoder.finalize_steps()) == offline
     assert len(passes) == 1  # the rescoring of the N best; the beam ran on the stream's scores and guesses
 
 
