@@ -131,6 +131,24 @@ def test_the_recogniser_is_served_by_llm_fusion_and_streams_its_offline_transcri
     assert decoder.finalize() == offline
 
 
+def test_a_decoder_told_the_words_before_has_the_llm_read_its_utterance_after_them(recogniser, say):
+    """The second half of a turn a VAD split at a pause ("I want to" | "change the delivery address")."""
+    audio = say("change the delivery address")
+    decoder = StreamingDecoder(recogniser)
+    first_pass, finals = {}, {}
+    for context in ["I want to", ""]:  # then reset() forgets it
+        passes = []
+        llm = counting_llm(recogniser, passes)
+        decoder.reset(context=context)
+        run_steps(llm, decoder.feed_steps(audio))
+        finals[context] = run_steps(llm, decoder.finalize_steps())
+        first_pass[context] = passes[0]
+
+    assert first_pass["I want to"] > first_pass[""]  # the LLM read the words before as the line's start
+    assert cer(["change the delivery address"], [finals["I want to"]]) < 0.35, finals
+    assert finals[""] == recogniser.transcribe(audio)
+
+
 def test_a_whole_utterance_final_streams_its_offline_transcript_with_fewer_llm_tokens(base_model, say):
     recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
     recogniser.config.whole_utterance_final = True

@@ -153,14 +153,32 @@ def test_the_n_best_scored_as_one_token_tree_score_as_each_line_alone(base_model
 
     together = text_log_probs(llm, tokenizer, texts)
 
-    context = tokenizer(SCORING_CONTEXT, add_special_tokens=False).input_ids
     for text, score in zip(texts, together, strict=True):
-        line = tokenizer(text[:1].upper() + text[1:] + "\n", add_special_tokens=False).input_ids
-        ids = torch.tensor([context + line])
-        with torch.no_grad():
-            log_probs = llm(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
-        alone = log_probs[len(context) - 1 :].gather(-1, ids[0, len(context) :, None]).sum().item()
+        alone = line_log_prob(llm, tokenizer, SCORING_CONTEXT, text[:1].upper() + text[1:] + "\n")
         assert score == pytest.approx(alone, abs=1e-3)
+
+
+def test_words_said_before_are_read_as_the_start_of_the_line(base_model):
+    """A turn the VAD split at a pause: the second utterance's candidates continue the first's words."""
+    llm, tokenizer = base_model.llm, base_model.tokenizer
+    texts = ["change the delivery address", "chains the deliver read dress"]
+    scorer = TextScorer(base_model.embed_tokens, tokenizer, preceding="i want to")
+
+    scores = run_steps(llm, scorer.score_steps(texts))
+
+    for text, score in zip(texts, scores, strict=True):
+        alone = line_log_prob(llm, tokenizer, SCORING_CONTEXT + "I want to", f" {text}\n")
+        assert score == pytest.approx(alone, abs=1e-3)
+    assert scores[0] > scores[1]
+
+
+def line_log_prob(llm, tokenizer, context: str, line: str) -> float:
+    """The LLM's log-probability of ``line`` after ``context``, in one plain forward pass."""
+    context_ids = tokenizer(context, add_special_tokens=False).input_ids
+    ids = torch.tensor([context_ids + tokenizer(line, add_special_tokens=False).input_ids])
+    with torch.no_grad():
+        log_probs = llm(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+    return log_probs[len(context_ids) - 1 :].gather(-1, ids[0, len(context_ids) :, None]).sum().item()
 
 
 def test_a_scorer_growing_its_tree_word_by_word_scores_as_a_fresh_one(base_model):

@@ -52,15 +52,25 @@ def speech(say) -> list[np.ndarray]:
     return [say("please book a table for two people tonight"), say("what is the weather like in paris")]
 
 
+class Fed(list):
+    """Each utterance's audio blocks as its decoder was fed them, and (``contexts``) the words it was told
+    came before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[str] = []
+
+
 @pytest.fixture
-def fed(monkeypatch) -> list[list[np.ndarray]]:
+def fed(monkeypatch) -> Fed:
     """What each utterance's decoder is fed: the service runs the real StreamingDecoder, recorded."""
-    utterances: list[list[np.ndarray]] = []
+    utterances = Fed()
 
     class RecordingDecoder(StreamingDecoder):
-        def reset(self) -> None:
-            super().reset()
+        def reset(self, context: str = "") -> None:
+            super().reset(context)
             utterances.append([])
+            utterances.contexts.append(context)
 
         def feed_steps(self, audio: np.ndarray):
             utterances[-1].append(np.asarray(audio, np.float32).copy())
@@ -371,6 +381,20 @@ async def test_an_utterance_gets_all_of_its_audio_at_any_rate(model, rate, fed):
     expected = soxr.resample(chirp, rate, 16000, quality="VHQ").astype(np.float32) / 32768
     assert received.size == expected.size
     np.testing.assert_allclose(received, expected, atol=3 / 32768)  # the stream equals the one-shot resampling
+
+
+async def test_a_turn_the_vad_splits_at_a_short_pause_is_decoded_as_one_line(model, speech, fed):
+    """Speech resuming 0.5 s after a VAD stop continues the turn: the new utterance is decoded after the
+    last final's words; two seconds later, a new turn starts afresh."""
+    audio = np.concatenate(
+        [utterance(speech[0], tail=0.5), utterance(speech[1], lead=0.0, tail=2.0), utterance(speech[0], lead=0.0)]
+    )
+    down, _ = await run_test(with_vad(TinyAudioSTT(model=model)), frames_to_send=audio_frames(audio))
+    assert_well_formed(down)
+    texts = [f.text for f in finals(down)]
+    contexts = [context for context, blocks in zip(fed.contexts, fed, strict=True) if blocks]
+    assert len(texts) == len(contexts) == 3
+    assert contexts == ["", texts[0], ""]
 
 
 async def test_a_blip_between_vad_start_and_stop_gives_no_final(model, speech):

@@ -25,3 +25,17 @@ def test_partials_poll_until_the_first_words_then_keep_the_interval(tiny_model):
 
     turn.partial_done(seconds=0.4)  # a slow partial: the next waits three times as long
     assert turn.next_partial_at == pytest.approx(1.0 + 1.2)
+
+
+def test_a_turn_split_into_utterances_keeps_their_finals_until_a_new_turn(tiny_model):
+    turn = TurnState(shared=None, decoder=StreamingDecoder(tiny_model), partial_interval=0.5)
+    turn.start()
+    turn.heard("I want to")
+    turn.start(continues=True)  # speech resumed moments after the stop
+    assert turn.said == "I want to"
+    turn.heard("change the address")
+    turn.start(continues=True)
+    assert turn.said == "I want to change the address"
+
+    turn.start()
+    assert turn.said == ""

@@ -7,7 +7,8 @@ passed to its decoder between a VAD start and stop (``model.transcribe`` of that
 final, see README *Two readings*), so the gap is the segmentation's: a turn split at a short pause, a first
 syllable before the pre-roll, a last one inside the closing pause. This probe replays the benchmark's stream
 (0.5 s of silence, the clip, 1 s of silence, in 20 ms frames, one continuous stream) through Pipecat's Silero
-VAD and the real router, with no clock, and transcribes each segment as the service would:
+VAD and the real router, with no clock, and transcribes each segment as the service would (an utterance
+that continues a turn the VAD split is decoded after the turn's earlier finals, unless ``--no-context``):
 
     PYTHONPATH=. python docs/probes/stream_segments.py --model checkpoints/recogniser \\
         --pre-roll 0.3 0.6 --stop-secs 0.2 0.5
@@ -23,6 +24,7 @@ import asyncio
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,28 +38,53 @@ from benchmarks.streaming import DEV_SET, FRAME, LEAD_SILENCE, MIN_GAP, load_cli
 from pipecat_tiny_audio.audio import SAMPLE_RATE
 from pipecat_tiny_audio.commands import Audio, Start, Stop
 from pipecat_tiny_audio.shared_model import load_model
+from pipecat_tiny_audio.streaming import StreamingDecoder
 from pipecat_tiny_audio.vad_router import VadRouter
 from trainer.metrics import cer, wer
 
 
+@dataclass
+class Utterance:
+    """What the service's decoder receives between a Start and a Stop."""
+
+    audio: np.ndarray
+    enough_speech: bool
+    continues: bool  # it began moments after the last one stopped: the same turn
+
+
 class Segments:
-    """Collects the router's commands into (audio, enough_speech) per utterance."""
+    """Collects the router's commands into one :class:`Utterance` each."""
 
     def __init__(self) -> None:
-        self.done: list[tuple[np.ndarray, bool]] = []
+        self.done: list[Utterance] = []
         self._audio: list[np.ndarray] = []
+        self._continues = False
 
     def send(self, command) -> None:
         if isinstance(command, Start):
-            self._audio = []
+            self._audio, self._continues = [], command.continues
         elif isinstance(command, Audio):
             self._audio.append(command.samples)
         elif isinstance(command, Stop):
             samples = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
-            self.done.append((samples, command.enough_speech))
+            self.done.append(Utterance(samples, command.enough_speech, self._continues))
 
 
-async def segment(clips: list[bytes], params: VADParams, pre_roll: float) -> list[list[tuple[np.ndarray, bool]]]:
+def transcribe_turn(decoder: StreamingDecoder, utterances: list[Utterance], context: bool) -> str:
+    """The finals the service would send for one clip's utterances, joined; with ``context``, an utterance
+    that continues the turn is decoded after its earlier finals, as the service does (``TurnState.said``)."""
+    finals, said = [], ""
+    for utterance in utterances:
+        said = said if context and utterance.continues else ""
+        if utterance.enough_speech and utterance.audio.size:
+            decoder.reset(context=said)
+            decoder.feed(utterance.audio)
+            finals.append(decoder.finalize())
+            said = f"{said} {finals[-1]}".strip()
+    return " ".join(text for text in finals if text)
+
+
+async def segment(clips: list[bytes], params: VADParams, pre_roll: float) -> list[list[Utterance]]:
     """Each clip's utterances as the service receives them behind an upstream ``VADProcessor(params)``."""
     upstream = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
     upstream.set_sample_rate(SAMPLE_RATE)
@@ -95,6 +122,9 @@ def main() -> None:
     parser.add_argument("--pre-roll", type=float, nargs="+", default=[0.3], help="TinyAudioSTT pre_roll_secs")
     parser.add_argument("--stop-secs", type=float, nargs="+", default=[0.2], help="the upstream VAD's stop_secs")
     parser.add_argument("--transcripts", type=Path, help="write each clip's reference, offline and streamed text")
+    parser.add_argument(
+        "--no-context", action="store_true", help="decode every utterance on its own, as before session 23"
+    )
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
@@ -104,17 +134,20 @@ def main() -> None:
     refs = [c["text"] for c in clips]
     pcm = [c["pcm"] for c in clips]
     offline = [model.transcribe(p) for p in tqdm(pcm, desc="offline")]
+    decoder = StreamingDecoder(model)
     print(f"offline, whole clips: WER {100 * wer(refs, offline):.2f} % (CER {100 * cer(refs, offline):.2f} %)")
     rows = []
     for pre_roll, stop_secs in itertools.product(args.pre_roll, args.stop_secs):
         per_clip = asyncio.run(segment(pcm, VADParams(stop_secs=stop_secs), pre_roll))
         hyps = [
-            " ".join(model.transcribe(audio) for audio, enough in utterances if enough and audio.size)
+            transcribe_turn(decoder, utterances, not args.no_context)
             for utterances in tqdm(per_clip, desc=f"pre-roll {pre_roll} s, stop {stop_secs} s")
         ]
         n = sum(map(len, per_clip))
+        continuing = sum(u.continues for utterances in per_clip for u in utterances)
         print(
-            f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s: {n} segments, "
+            f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s: {n} segments "
+            f"({continuing} continuing a turn), "
             f"WER {100 * wer(refs, hyps):.2f} % (CER {100 * cer(refs, hyps):.2f} %)",
             flush=True,
         )

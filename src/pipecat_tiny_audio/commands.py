@@ -59,7 +59,9 @@ class Interrupt(threading.Event):
 
 @dataclass
 class Start:
-    """An utterance begins."""
+    """An utterance begins; ``continues``: moments after the last one stopped (a turn split at a pause)."""
+
+    continues: bool = False
 
 
 @dataclass

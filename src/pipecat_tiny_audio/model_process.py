@@ -179,8 +179,8 @@ class ProcessDecoder:
         await self._process.request("feed", self._session, samples, int(priority))
         self._samples += np.asarray(samples).size
 
-    async def reset(self, priority: Priority = Priority.AUDIO) -> None:
-        await self._process.request("reset", self._session, int(priority))
+    async def reset(self, priority: Priority = Priority.AUDIO, context: str = "") -> None:
+        await self._process.request("reset", self._session, int(priority), context)
         self._samples = 0
 
     async def partial(self, interrupt: Interrupt | None = None) -> Hypothesis | None:
@@ -262,7 +262,7 @@ class _Server:
         if op == "feed":
             return await decoder.feed(args[1], Priority(args[2]))
         if op == "reset":
-            return await decoder.reset(Priority(args[1]))
+            return await decoder.reset(Priority(args[1]), args[2])
         if op in ("partial", "finalize"):
             return await getattr(decoder, op)(self._interrupts[request])
         raise ValueError(f"unknown model process call {op!r}")

@@ -36,9 +36,10 @@ class RecogniserStream:
     Args:
         model: a :class:`~pipecat_tiny_audio.modeling.TinyAudioModel` whose projector has a CTC head;
             its config gives the beam size and the LLM's fusion and rescoring weights.
+        preceding: words said just before the segment, which the LLM reads it as continuing.
     """
 
-    def __init__(self, model: TinyAudioModel):
+    def __init__(self, model: TinyAudioModel, preceding: str = ""):
         self.model = model
         projector, config = model.projector, model.config
         self._block = projector.block_frames
@@ -52,7 +53,7 @@ class RecogniserStream:
             config.fusion_lm_weight,
             config.fusion_word_bonus,
             every=self._block // projector.stride,
-            scorer=TextScorer(model.embed_tokens, model.tokenizer),
+            scorer=TextScorer(model.embed_tokens, model.tokenizer, preceding=preceding),
             oov_penalty=config.oov_penalty,
             lexicon=self._lexicon,
         )

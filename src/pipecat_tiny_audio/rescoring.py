@@ -23,6 +23,7 @@ from pipecat_tiny_audio.decoding import Forward, Steps, run_steps
 from pipecat_tiny_audio.lexicon import Lexicon
 
 SCORING_CONTEXT = "Someone said:\n"
+PRECEDING_WORDS = 24  # at most this many words said just before are read as the start of the line
 # Until the LLM reads them, a candidate's words after its scored ones count as the lexicon's frequency guess
 # less this margin: a little below what the LLM gives most words, so a candidate it has not read rarely
 # outranks one it has (docs/ablations.md, "Which words the final's LLM reads").
@@ -91,11 +92,22 @@ class TextScorer:
     to the end of a text scored before, whose next-token log-probabilities are kept (the texts of
     :meth:`keep_ends`; any other text's tokens are computed again from the nearest kept end). One
     pass per call, which a scheduler can batch with other sessions' passes.
+
+    ``preceding``: words said just before (a turn the VAD split at a short pause): the texts are scored
+    as their continuation on the same line, so "change the address" after "I want to" reads as English.
     """
 
-    def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor], tokenizer, context: str = SCORING_CONTEXT):
+    def __init__(
+        self,
+        embed: Callable[[torch.Tensor], torch.Tensor],
+        tokenizer,
+        context: str = SCORING_CONTEXT,
+        preceding: str = "",
+    ):
         self.embed, self.tokenizer = embed, tokenizer
-        self.context = tuple(tokenizer(context, add_special_tokens=False).input_ids)
+        preceding = " ".join(preceding.split()[-PRECEDING_WORDS:])
+        self._continues = bool(preceding)
+        self.context = tuple(tokenizer(context + _capitalized(preceding), add_special_tokens=False).input_ids)
         self.cache = DynamicCache()
         self._nodes: dict[tuple[int, ...], int] = {}  # a token path (context first) -> its last token's cache index
         self._lineage: list[list[int]] = []  # per cached token: the cache indices of its ancestors and itself
@@ -163,7 +175,8 @@ class TextScorer:
     def _path(self, text: str, finished: bool) -> tuple[int, ...]:
         path = self._paths.get((text, finished))
         if path is None:
-            line = text[:1].upper() + text[1:] + ("\n" if finished else "")  # a line's beginning has no newline yet
+            line = " " + text if self._continues else _capitalized(text)
+            line += "\n" if finished else ""  # a line's beginning has no newline yet
             path = self._paths[text, finished] = self.context + tuple(
                 self.tokenizer(line, add_special_tokens=False).input_ids
             )
@@ -301,6 +314,10 @@ class FusedBeamSearch:
     def _guess(self, word: str) -> float:
         """A stand-in for the LLM's score of a word it has not read yet (0 without a lexicon)."""
         return self.lexicon.log_frequency(word) - UNSCORED_WORD_MARGIN if self.lexicon is not None else 0.0
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _finished_words(spelled: str) -> str:

@@ -67,8 +67,8 @@ class ScheduledDecoder:
     async def feed(self, samples: np.ndarray, priority: Priority = Priority.AUDIO) -> None:
         await self._scheduler.run(self._decoder.feed_steps(samples), priority)
 
-    async def reset(self, priority: Priority = Priority.AUDIO) -> None:
-        await self._scheduler.call(self._decoder.reset, priority=priority)
+    async def reset(self, priority: Priority = Priority.AUDIO, context: str = "") -> None:
+        await self._scheduler.call(self._decoder.reset, context, priority=priority)
 
     async def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
         return await self._scheduler.run(self._decoder.partial_steps(), Priority.PARTIAL, interrupt)

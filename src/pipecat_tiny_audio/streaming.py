@@ -167,8 +167,13 @@ class StreamingDecoder:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Forget the utterance: the next :meth:`feed` starts a new one (the prompt prefix is kept)."""
+    def reset(self, context: str = "") -> None:
+        """Forget the utterance: the next :meth:`feed` starts a new one (the prompt prefix is kept).
+
+        ``context``: what the speaker said just before, when the new utterance continues it (a VAD split
+        the turn at a short pause); a recogniser's LLM reads the new words as following it.
+        """
+        self._context = context
         self._texts: list[str] = []  # finalized text of earlier segments
         self._cuts: list[int] = []
         self._offset = 0  # utterance samples before the current segment
@@ -262,7 +267,8 @@ class StreamingDecoder:
         self._words: list[str] = []
         self._decoded: int | None = None  # samples covered by the last decode
         # A recogniser ("rescore" reading) follows the whole chunks as they are encoded.
-        self._recogniser = RecogniserStream(self.model) if self.model.config.reading == "rescore" else None
+        rescores = self.model.config.reading == "rescore"
+        self._recogniser = RecogniserStream(self.model, self._preceding()) if rescores else None
 
     def _append(self, samples: np.ndarray) -> Steps[None]:
         if samples.size == 0:
@@ -321,7 +327,7 @@ class StreamingDecoder:
     def _rescored(self, features: torch.Tensor, final: bool) -> Steps[list[int]]:
         """No audio tokens: the recogniser spells, the LLM steers its beam and picks the final."""
         if self._mode.chunk_samples is None:  # whole-utterance frames change with every sample: start over
-            text = yield from RecogniserStream(self.model).final_steps(features)
+            text = yield from RecogniserStream(self.model, self._preceding()).final_steps(features)
         elif final and self._whole_final:
             audio = self._audio.view()
             whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, FeatureMode()))
@@ -355,6 +361,10 @@ class StreamingDecoder:
             truncate_cache(self._cache, self._prefix_len + committed)
             self._cached_groups = min(committed, self._cache.get_seq_length() - self._prefix_len)
 
+    def _preceding(self) -> str:
+        """The words before the current segment: the context, then the earlier segments' finals."""
+        return " ".join(t for t in [self._context, *self._texts] if t)
+
     def _text(self, tokens: list[int]) -> str:
         return self.model.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
@@ -376,7 +386,7 @@ class StreamingDecoder:
                 truncate_cache(self._cache, self._prefix_len + kept_groups)
                 self._cached_groups = kept_groups
             if self._recogniser is not None:
-                self._recogniser = RecogniserStream(self.model)
+                self._recogniser = RecogniserStream(self.model, self._preceding())
                 yield from self._recogniser.feed_steps(self._frames)
         self._audio.truncate(cut)
         self._peak = float(np.abs(audio[:cut]).max())

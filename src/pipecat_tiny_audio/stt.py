@@ -384,8 +384,8 @@ class TinyAudioSTT(STTService):
         elif isinstance(command, Start):
             if turn.pending_switch is not None:
                 await self._switch(turn, turn.pending_switch)
-            await turn.decoder.reset()
-            turn.start()
+            turn.start(command.continues)
+            await turn.decoder.reset(context=turn.said)  # the LLM reads a split turn's words as one line
         elif isinstance(command, Preview):
             if self._commands.has(Audio):
                 return  # speech resumed before the preview could start
@@ -448,6 +448,7 @@ class TinyAudioSTT(STTService):
                 TranscriptionFrame(text, user_id, time_now_iso8601(), Language.EN, finalized=True),
             )
             await self._handle_transcription(text, True, Language.EN)
+            turn.heard(text)
             logger.debug(f"{self}: final transcript [{text}]")
         # After the transcript is out: the next utterance's Start would reset the decoder anyway.
         await turn.decoder.reset(Priority.FINAL)

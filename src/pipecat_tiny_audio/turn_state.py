@@ -26,6 +26,7 @@ class TurnState:
     active: bool = False  # between the utterance's start and its stop
     holding: bool = False  # a pause is held back: its preview is the latest hypothesis
     last_text: str = ""  # the last interim pushed
+    said: str = ""  # the finals of the speaker's turn so far: the utterances a VAD split it into
     next_partial_at: float = 0.0  # decoder.audio_seconds at which a partial is due
     pending_switch: Any = None  # a SharedModel to switch to at the next utterance
 
@@ -33,9 +34,11 @@ class TurnState:
     def partial_due(self) -> bool:
         return self.active and not self.holding and self.decoder.audio_seconds >= self.next_partial_at
 
-    def start(self) -> None:
-        """A new utterance: no interim yet, the first partial after ``partial_interval`` of audio."""
+    def start(self, continues: bool = False) -> None:
+        """A new utterance (``continues``: of the same turn): no interim yet, the first partial after
+        ``partial_interval`` of audio."""
         self.active, self.holding, self.last_text = True, False, ""
+        self.said = self.said if continues else ""
         self.next_partial_at = self.partial_interval
 
     def partial_done(self, seconds: float) -> None:
@@ -50,6 +53,10 @@ class TurnState:
         """
         interval = self.partial_interval if self.last_text else FIRST_PARTIAL_POLL
         self.next_partial_at = self.decoder.audio_seconds + max(interval, PARTIAL_DUTY * seconds)
+
+    def heard(self, final: str) -> None:
+        """The utterance's final: the next utterance of the turn continues it."""
+        self.said = f"{self.said} {final}".strip()
 
     def is_news(self, text: str | None) -> bool:
         """Whether ``text`` is worth an interim (non-empty and not the last one); it becomes the last one."""

@@ -105,13 +105,15 @@ class VadBuffer:
         del self._ring[: max(0, len(self._ring) - self._ring_limit)]
         self._unused = min(self._unused + len(pcm), len(self._ring))
 
-    def utterance_ended(self) -> None:
-        """The audio so far belonged to an utterance: a later pre-roll starts after it.
+    def utterance_ended(self, unused_samples: int = 0) -> None:
+        """The audio so far belonged to an utterance, except its last ``unused_samples`` (the closing
+        pause, which the decoder never got): a later pre-roll starts after the rest.
 
         A VAD that splits a turn at a short pause starts the next utterance moments after the last
-        one ended; a pre-roll reaching back past that end would transcribe its last words twice.
+        one ended; a pre-roll reaching back into what that one transcribed would transcribe its last
+        words twice, and one stopping at the VAD's stop would lose a soft word the VAD took for the pause.
         """
-        self._unused = 0
+        self._unused = min(2 * unused_samples, len(self._ring))
 
     def pre_roll(self, start_secs: float | None = None) -> bytes:
         """The latest audio covering speech confirmed after ``start_secs`` (default: ours) plus pre-roll,

@@ -22,6 +22,7 @@ from pipecat_tiny_audio.commands import Audio, CommandQueue, Preview, Start, Sto
 from pipecat_tiny_audio.vad import VadBuffer, VadEvent
 
 HOLD_MARGIN_SECS = 0.5  # a pause held this long past the VAD's stop_secs without a stop is fed after all
+CONTINUATION_SECS = 1.0  # speech resuming this soon after an utterance's stop continues the speaker's turn
 
 
 def _pcm_to_float(pcm: bytes) -> np.ndarray:
@@ -50,6 +51,7 @@ class VadRouter:
         self._voiced = 0  # samples of voiced audio in this utterance
         self._hold_blocked = False
         self._held: list[np.ndarray] = []
+        self._since_stop: int | None = None  # samples since the last utterance's stop (None: no utterance yet)
 
     @property
     def params(self) -> VADParams:
@@ -64,6 +66,8 @@ class VadRouter:
     async def process(self, pcm: bytes) -> bool:
         """Route one block of PCM; ``True`` when the built-in VAD just heard the utterance end."""
         event = await self._listen(pcm)
+        if not self.in_utterance and self._since_stop is not None:
+            self._since_stop += len(pcm) // 2
         if event is VadEvent.STARTED and not self.upstream and not self.in_utterance:
             self.begin()  # the pre-roll includes this block
         elif self.in_utterance:
@@ -82,12 +86,14 @@ class VadRouter:
         VAD's), so they count as voiced and come with the pre-roll."""
         start_secs = self._vad.params.start_secs if start_secs is None else start_secs
         pre_roll = self._vad.pre_roll(start_secs)
+        quiet = None if self._since_stop is None else self._since_stop - start_secs * SAMPLE_RATE
+        continues = quiet is not None and quiet <= CONTINUATION_SECS * SAMPLE_RATE
         self.in_utterance = True
         self._voiced = round(start_secs * SAMPLE_RATE)
         self._heard_speech = self._vad.is_speech
         self._hold_blocked = False
         self._held.clear()
-        self._commands.send(Start())
+        self._commands.send(Start(continues))
         if pre_roll:
             self._commands.send(Audio(_pcm_to_float(pre_roll)))
 
@@ -96,8 +102,9 @@ class VadRouter:
         if not self.in_utterance:
             return False
         self.in_utterance = False
+        self._since_stop = 0
+        self._vad.utterance_ended(sum(map(len, self._held)))  # the next pre-roll may take the closing pause
         self._held.clear()
-        self._vad.utterance_ended()
         self._commands.send(Stop(user_id, self._voiced >= self._min_speech_samples))
         return True
 
