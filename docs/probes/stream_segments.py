@@ -6,12 +6,14 @@ stream's final transcribes exactly what the service's :class:`~pipecat_tiny_audi
 passed to its decoder between a VAD start and stop (``model.transcribe`` of that audio is the streamed
 final, see README *Two readings*), so the gap is the segmentation's: a turn split at a short pause, a first
 syllable before the pre-roll, a last one inside the closing pause. This probe replays the benchmark's stream
-(0.5 s of silence, the clip, 1 s of silence, in 20 ms frames, one continuous stream) through Pipecat's Silero
-VAD and the real router, with no clock, and transcribes each segment as the service would (an utterance
-that continues a turn the VAD split is decoded after the turn's earlier finals, unless ``--no-context``):
+(0.5 s of silence or each of ``--leads``, the clip, 1 s of silence, in 20 ms frames, one continuous stream)
+through Pipecat's Silero VAD and the real router, with no clock, and transcribes each segment as the service
+would (an utterance that continues a turn the VAD split is decoded after the turn's earlier finals, unless
+``--no-context``):
 
     PYTHONPATH=. python docs/probes/stream_segments.py --model checkpoints/recogniser \\
         --pre-roll 0.3 0.6 --stop-secs 0.2 0.5
+    PYTHONPATH=. python docs/probes/stream_segments.py --pre-roll 0.6 --leads 0.5 0.52 0.54 0.56 0.58
 
 It prints, per setting, the segments, WER and CER of the turns' joined finals, and the offline WER of the
 whole clips (``--transcripts`` keeps each clip's texts). Timing is not simulated: latency is the benchmark's.
@@ -84,8 +86,9 @@ def transcribe_turn(decoder: StreamingDecoder, utterances: list[Utterance], cont
     return " ".join(text for text in finals if text)
 
 
-async def segment(clips: list[bytes], params: VADParams, pre_roll: float) -> list[list[Utterance]]:
-    """Each clip's utterances as the service receives them behind an upstream ``VADProcessor(params)``."""
+async def segment(clips: list[bytes], params: VADParams, pre_roll: float, lead: float) -> list[list[Utterance]]:
+    """Each clip's utterances as the service receives them behind an upstream ``VADProcessor(params)``, each
+    clip after ``lead`` seconds of silence."""
     upstream = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
     upstream.set_sample_rate(SAMPLE_RATE)
     segments = Segments()
@@ -96,7 +99,7 @@ async def segment(clips: list[bytes], params: VADParams, pre_roll: float) -> lis
     state, per_clip = VADState.QUIET, []
     for pcm in clips:
         before = len(segments.done)
-        stream = [silence] * round(LEAD_SILENCE / FRAME)
+        stream = [silence] * round(lead / FRAME)
         stream += [pcm[i : i + step].ljust(step, b"\0") for i in range(0, len(pcm), step)]
         stream += [silence] * round(MIN_GAP / FRAME)
         for frame in stream:
@@ -121,6 +124,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--pre-roll", type=float, nargs="+", default=[0.3], help="TinyAudioSTT pre_roll_secs")
     parser.add_argument("--stop-secs", type=float, nargs="+", default=[0.2], help="the upstream VAD's stop_secs")
+    parser.add_argument(
+        "--leads",
+        type=float,
+        nargs="+",
+        default=[LEAD_SILENCE],
+        help="seconds of silence before each clip: several move the clips' phase against the VAD's windows and "
+        "the recogniser's blocks (the live benchmark's phase varies), and print the mean over them",
+    )
     parser.add_argument("--transcripts", type=Path, help="write each clip's reference, offline and streamed text")
     parser.add_argument(
         "--no-context", action="store_true", help="decode every utterance on its own, as before session 23"
@@ -138,20 +149,37 @@ def main() -> None:
     print(f"offline, whole clips: WER {100 * wer(refs, offline):.2f} % (CER {100 * cer(refs, offline):.2f} %)")
     rows = []
     for pre_roll, stop_secs in itertools.product(args.pre_roll, args.stop_secs):
-        per_clip = asyncio.run(segment(pcm, VADParams(stop_secs=stop_secs), pre_roll))
-        hyps = [
-            transcribe_turn(decoder, utterances, not args.no_context)
-            for utterances in tqdm(per_clip, desc=f"pre-roll {pre_roll} s, stop {stop_secs} s")
-        ]
-        n = sum(map(len, per_clip))
-        continuing = sum(u.continues for utterances in per_clip for u in utterances)
-        print(
-            f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s: {n} segments "
-            f"({continuing} continuing a turn), "
-            f"WER {100 * wer(refs, hyps):.2f} % (CER {100 * cer(refs, hyps):.2f} %)",
-            flush=True,
-        )
-        rows.append({"pre_roll": pre_roll, "stop_secs": stop_secs, "hyps": hyps, "segments": list(map(len, per_clip))})
+        errors = []
+        for lead in args.leads:
+            per_clip = asyncio.run(segment(pcm, VADParams(stop_secs=stop_secs), pre_roll, lead))
+            hyps = [
+                transcribe_turn(decoder, utterances, not args.no_context)
+                for utterances in tqdm(per_clip, desc=f"pre-roll {pre_roll} s, stop {stop_secs} s, lead {lead} s")
+            ]
+            n = sum(map(len, per_clip))
+            continuing = sum(u.continues for utterances in per_clip for u in utterances)
+            errors.append(wer(refs, hyps))
+            print(
+                f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s, lead {lead:.2f} s: {n} segments "
+                f"({continuing} continuing a turn), "
+                f"WER {100 * errors[-1]:.2f} % (CER {100 * cer(refs, hyps):.2f} %)",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "pre_roll": pre_roll,
+                    "stop_secs": stop_secs,
+                    "lead": lead,
+                    "hyps": hyps,
+                    "segments": list(map(len, per_clip)),
+                }
+            )
+        if len(errors) > 1:
+            print(
+                f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s: mean WER over the leads "
+                f"{100 * np.mean(errors):.2f} %",
+                flush=True,
+            )
     if args.transcripts:
         args.transcripts.write_text(json.dumps({"refs": refs, "offline": offline, "streamed": rows}) + "\n")
 
