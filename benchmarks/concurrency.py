@@ -110,7 +110,14 @@ async def serve(system: str, args) -> dict:
     for watcher in watchers:
         watcher.cancel()
 
-    pooled: dict[str, list] = {"final_latency": [], "first_interim": [], "interims": [], "refs": [], "hyps": []}
+    pooled: dict[str, list] = {
+        "final_latency": [],
+        "first_interim": [],
+        "interims": [],
+        "refs": [],
+        "hyps": [],
+        "unanswered": [],
+    }
     for i in range(n):
         raw = {
             "clips": [c["text"] for c in clips[i * per_session : (i + 1) * per_session]],
@@ -135,6 +142,7 @@ async def serve(system: str, args) -> dict:
         "max_behind_s": max(behind) if system == "ours" else float("nan"),  # ours only: queued audio
         "wer": wer([r or "<empty>" for r in pooled["refs"]], pooled["hyps"]),
         "load_seconds": load_seconds,
+        "unanswered": pooled["unanswered"],
     }
     if system == "ours":
         stats = await stts[0].scheduler_stats()
@@ -192,6 +200,8 @@ def print_targets(ours: list[dict]) -> None:
         if r["finals_measured"] < r["turns"]:
             missed.append(f"{r['turns'] - r['finals_measured']} finals missing")
         print(f"  N={r['sessions']}: " + ("meets them" if not missed else "misses: " + ", ".join(missed)))
+        for turn in r["unanswered"]:  # no final after the turn's last stop: lost, late, or nothing heard?
+            print(f"    no final after the last stop: {json.dumps(turn)}")
     if len(ours) > 1:
         n = np.array([r["sessions"] for r in ours], float)
         print("per added session (slope over N):")

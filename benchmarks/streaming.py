@@ -232,7 +232,15 @@ def turn_figures(raw: dict) -> dict:
     from whisper_normalizer.english import EnglishTextNormalizer
 
     events = sorted(raw["events"], key=lambda e: e[0])
-    figures = {"final_latency": [], "first_interim": [], "interims": [], "segments": 0, "refs": [], "hyps": []}
+    figures = {
+        "final_latency": [],
+        "first_interim": [],
+        "interims": [],
+        "segments": 0,
+        "refs": [],
+        "hyps": [],
+        "unanswered": [],
+    }
     normalize = EnglishTextNormalizer()
     for text, (begin, end) in zip(raw["clips"], raw["windows"], strict=True):
         window = [(t, kind, p) for t, kind, p in events if begin <= t < end]
@@ -246,6 +254,16 @@ def turn_figures(raw: dict) -> dict:
             figures["first_interim"].append(said[0] - starts[0])
         if stops and finals and finals[-1][0] >= stops[-1]:
             figures["final_latency"].append(finals[-1][0] - stops[-1])
+        else:  # what the turn looked like, to tell a lost final from a last segment transcribed as nothing
+            figures["unanswered"].append(
+                {
+                    "ref": text,
+                    "segments": len(stops),
+                    "finals": [str(p) for _, p in finals],
+                    "last_interim": next((str(p) for t, kind, p in reversed(window) if kind == "interim"), None),
+                    "after_last_final_s": round(stops[-1] - finals[-1][0], 3) if stops and finals else None,
+                }
+            )
         figures["refs"].append(normalize(text))
         figures["hyps"].append(normalize(" ".join(str(p) for _, p in finals)))
     return figures
@@ -272,6 +290,7 @@ def summarize(raw: dict) -> dict:
         "peak_rss_mb": raw["peak_rss"] / 2**20,
         "load_seconds": raw["load_seconds"],
         "transcripts": [{"ref": r, "hyp": h} for r, h in zip(turns["refs"], turns["hyps"], strict=True)],
+        "unanswered": turns["unanswered"],
     }
 
 
@@ -462,6 +481,9 @@ def main() -> None:
     print(f"{'':42}" + "".join(f"{n:>20}" for n in names))
     for label, key, fmt in rows:
         print(f"{label:42}" + "".join(f"{fmt.format(results[n][key]):>20}" for n in names))
+    for name in names:
+        for turn in results[name]["unanswered"]:  # lost, late, or its last segment transcribed as nothing
+            print(f"{name}: no final after the turn's last stop: {json.dumps(turn)}")
     if args.peer:
         ratio = results["WhisperSTTService"]["final_p50_ms"] / results["TinyAudioSTT"]["final_p50_ms"]
         print(f"final latency p50 ratio, WhisperSTTService / TinyAudioSTT: {ratio:.2f}")
