@@ -349,20 +349,7 @@ def test_a_chunked_recogniser_also_reads_whole_utterances_when_a_share_is_set(ti
     assert any(read_whole) and any(read_chunked) and all(map(operator.xor, read_whole, read_chunked))
     assert all(torch.equal(a, b) for a, b in zip(drawn, sources.load(model, examples, "7/0"), strict=True))  # resume
 
-    # shift_phase_frames: the same draw of whole and chunked samples, the whole ones starting up to 4 frames later
-    shifted = sources.load(model, examples, "7/0", shift_phase_frames=4)
-    dropped = []
-    for f, e, was_whole in zip(shifted, examples, read_whole, strict=True):
-        source = whole.load(e.key) if was_whole else cache.load(e.key)
-        dropped.append(source.shape[0] - f.shape[0])
-        assert torch.equal(f, source[dropped[-1] :])
-    assert all(0 <= d <= 4 for d in dropped) and any(dropped)
-    assert not any(d for d, was_whole in zip(dropped, read_whole, strict=True) if not was_whole)
-
     assert whole_utterance_cache(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "c", chunked), cache) is None
-    shifted_chunks = "stages=[{name: ctc, steps: 2, batch_size: 4, shift_phase_frames: 4}]"
-    with pytest.raises(ConfigError, match="shift_phase_frames shifts whole-utterance features only"):
-        tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "s", [*chunked, shifted_chunks])
     with pytest.raises(ConfigError, match="whole_utterance_share needs a chunked model"):
         tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "w", ["data.whole_utterance_share=0.5"])
 

@@ -53,10 +53,6 @@ class StageConfig:
     train_projector: bool = True  # lora stage: also keep training the projector
     mask_features: bool = False  # SpecAugment-style time and channel masks on the cached features
     mask_scale: float = 1.0  # more (> 1) or fewer masks per second, and wider ones
-    # drop 0 … n leading frames (20 ms each) of whole-utterance samples at random, so the projector's frame groups
-    # meet the speech at more phases, as a stream's segments do; n must stay within every clip's leading silence
-    # (`python -m trainer synth` leads with at least 0.1 s, 5 frames)
-    shift_phase_frames: int = 0
     # model.encoder_trained_layers > 0: those pretrained layers learn at this fraction of lr
     encoder_lr_ratio: float = 0.1
     ctc_weight: float = 0.0  # lm/lora stages: add this times the alignment loss (keeps the recogniser aligned)
@@ -67,8 +63,6 @@ class StageConfig:
     def __post_init__(self) -> None:
         if self.name not in STAGE_NAMES:
             raise ConfigError(f"stage name must be one of {STAGE_NAMES}, got {self.name!r}")
-        if self.shift_phase_frames < 0:
-            raise ConfigError(f"stage {self.name}: shift_phase_frames must be >= 0, got {self.shift_phase_frames}")
         if self.mask_scale <= 0:
             raise ConfigError(f"stage {self.name}: mask_scale must be > 0, got {self.mask_scale}")
         if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1:
@@ -149,12 +143,6 @@ class Config:
         ):
             raise ConfigError(
                 "data.whole_utterance_share needs a chunked model (model.chunk_seconds) with a frozen encoder"
-            )
-        chunked_only = self.model["chunk_seconds"] is not None and not self.data.whole_utterance_share
-        if chunked_only and any(stage.shift_phase_frames for stage in self.stages):
-            raise ConfigError(
-                "shift_phase_frames shifts whole-utterance features only: it needs model.chunk_seconds=null "
-                "or data.whole_utterance_share > 0"
             )
         if self.device != "auto":
             try:

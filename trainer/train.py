@@ -300,36 +300,13 @@ class TrainingFeatures:
     whole: FeatureCache | None = None
     whole_share: float = 0.0
 
-    def load(
-        self, model: TinyAudioModel, examples: Sequence[Example], draw: str, shift_phase_frames: int = 0
-    ) -> list[torch.Tensor]:
-        """``examples``' features; which ones are whole-utterance, and how many of their leading frames are
-        dropped (up to ``shift_phase_frames``), is drawn from ``draw`` (the step and batch), so a resumed run
-        draws the same."""
-        shifts = random.Random(f"{draw}/phase")
+    def load(self, model: TinyAudioModel, examples: Sequence[Example], draw: str) -> list[torch.Tensor]:
+        """``examples``' features; which ones are whole-utterance is drawn from ``draw`` (the step and
+        batch), so a resumed run draws the same."""
         if self.whole is None:
-            features = encoder_features(model, self.cache, examples)
-            if shift_phase_frames and model.config.chunk_seconds is None:
-                features = [shifted_phase(f, shift_phase_frames, shifts) for f in features]
-            return features
+            return encoder_features(model, self.cache, examples)
         rng = random.Random(draw)
-        features = []
-        for e in examples:
-            if rng.random() < self.whole_share:
-                features.append(shifted_phase(self.whole.load(e.key), shift_phase_frames, shifts))
-            else:
-                features.append(self.cache.load(e.key))
-        return features
-
-
-def shifted_phase(features: torch.Tensor, most: int, rng: random.Random) -> torch.Tensor:
-    """Whole-utterance ``features`` without their first 0 … ``most`` frames (at random).
-
-    A stream's segments start wherever the VAD puts them, so the projector's frame groups and attention
-    blocks meet the speech at any phase, and the recogniser's dev WER moves by over a point between phases
-    20 ms apart (docs/ablations.md). Chunked features are left alone: their chunks begin at block boundaries.
-    """
-    return features[rng.randint(0, min(most, features.shape[0] - 1)) :] if most else features
+        return [(self.whole if rng.random() < self.whole_share else self.cache).load(e.key) for e in examples]
 
 
 def whole_utterance_cache(config: Config, cache: FeatureCache) -> FeatureCache | None:
@@ -663,7 +640,7 @@ def train_step(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total = 0.0
     for index, batch in enumerate(batches):
-        features = sources.load(model, batch, f"{step}/{index}", stage.shift_phase_frames)
+        features = sources.load(model, batch, f"{step}/{index}")
         if stage.mask_features:
             features = [mask_features(f, stage.mask_scale) for f in features]
         texts = [e.text for e in batch]
