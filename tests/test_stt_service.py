@@ -416,6 +416,16 @@ async def test_a_blip_between_vad_start_and_stop_gives_no_final(model, speech):
     assert len(finals(down)) == 1
 
 
+@pytest.mark.parametrize("word", ["no", "hi"])
+async def test_a_one_word_answer_the_vad_starts_on_gets_its_final(model, say, word):
+    """The VAD's start confirms its start_secs of speech; a short word may end right after it, and is an answer."""
+    audio = np.concatenate([utterance(say(word), lead=lead, tail=1.0) for lead in (0.5, 0.52, 0.54, 0.56)])
+    down, _ = await run_test(with_vad(TinyAudioSTT(model=model)), frames_to_send=audio_frames(audio))
+    assert_well_formed(down)
+    starts = [f for f in down if isinstance(f, VADUserStartedSpeakingFrame)]
+    assert len(starts) == 4 and len(finals(down)) == 4
+
+
 def test_min_speech_secs_is_a_setting(model):
     with pytest.raises(ValueError, match="min_speech_secs"):
         TinyAudioSTT(model=model, min_speech_secs=-1)

@@ -14,6 +14,8 @@ would (an utterance that continues a turn the VAD split is decoded after the tur
     PYTHONPATH=. python docs/probes/stream_segments.py --model checkpoints/recogniser \\
         --pre-roll 0.3 0.6 --stop-secs 0.2 0.5
     PYTHONPATH=. python docs/probes/stream_segments.py --pre-roll 0.6 --leads 0.5 0.52 0.54 0.56 0.58
+    PYTHONPATH=. python docs/probes/stream_segments.py --manifest data/no-speech/heldout/manifest.jsonl \\
+        --pre-roll 0.6 --min-speech 0.25     # noise alone: words written per minute (and again at 0.2)
 
 It prints, per setting, the segments, WER and CER of the turns' joined finals, and the offline WER of the
 whole clips (``--transcripts`` keeps each clip's texts). Timing is not simulated: latency is the benchmark's.
@@ -86,13 +88,15 @@ def transcribe_turn(decoder: StreamingDecoder, utterances: list[Utterance], cont
     return " ".join(text for text in finals if text)
 
 
-async def segment(clips: list[bytes], params: VADParams, pre_roll: float, lead: float) -> list[list[Utterance]]:
+async def segment(
+    clips: list[bytes], params: VADParams, pre_roll: float, lead: float, min_speech: float
+) -> list[list[Utterance]]:
     """Each clip's utterances as the service receives them behind an upstream ``VADProcessor(params)``, each
     clip after ``lead`` seconds of silence."""
     upstream = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
     upstream.set_sample_rate(SAMPLE_RATE)
     segments = Segments()
-    router = VadRouter(segments, None, pre_roll, min_speech_secs=0.25)  # TinyAudioSTT's default
+    router = VadRouter(segments, None, pre_roll, min_speech)
     router.follow_upstream(params)  # the SpeechControlParamsFrame the VADProcessor sends at start
     step = round(FRAME * SAMPLE_RATE) * 2
     silence = bytes(step)
@@ -117,6 +121,14 @@ async def segment(clips: list[bytes], params: VADParams, pre_roll: float, lead: 
     return per_clip
 
 
+def score(refs: list[str], hyps: list[str], seconds: float) -> tuple[float, str]:
+    """WER and a printable WER (CER); for a set of noise clips (no reference words), words written per minute."""
+    if not any(ref.strip() for ref in refs):
+        words = sum(len(hyp.split()) for hyp in hyps)
+        return words, f"{words} words written on {seconds:.0f} s of noise ({60 * words / seconds:.2f} per minute)"
+    return wer(refs, hyps), f"WER {100 * wer(refs, hyps):.2f} % (CER {100 * cer(refs, hyps):.2f} %)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="checkpoints/recogniser")
@@ -132,6 +144,7 @@ def main() -> None:
         help="seconds of silence before each clip: several move the clips' phase against the VAD's windows and "
         "the recogniser's blocks (the live benchmark's phase varies), and print the mean over them",
     )
+    parser.add_argument("--min-speech", type=float, default=0.2, help="TinyAudioSTT min_speech_secs")
     parser.add_argument("--transcripts", type=Path, help="write each clip's reference, offline and streamed text")
     parser.add_argument(
         "--no-context", action="store_true", help="decode every utterance on its own, as before session 23"
@@ -146,23 +159,24 @@ def main() -> None:
     pcm = [c["pcm"] for c in clips]
     offline = [model.transcribe(p) for p in tqdm(pcm, desc="offline")]
     decoder = StreamingDecoder(model)
-    print(f"offline, whole clips: WER {100 * wer(refs, offline):.2f} % (CER {100 * cer(refs, offline):.2f} %)")
+    seconds = sum(len(p) for p in pcm) / 2 / SAMPLE_RATE
+    print(f"offline, whole clips: {score(refs, offline, seconds)[1]}")
     rows = []
     for pre_roll, stop_secs in itertools.product(args.pre_roll, args.stop_secs):
         errors = []
         for lead in args.leads:
-            per_clip = asyncio.run(segment(pcm, VADParams(stop_secs=stop_secs), pre_roll, lead))
+            per_clip = asyncio.run(segment(pcm, VADParams(stop_secs=stop_secs), pre_roll, lead, args.min_speech))
             hyps = [
                 transcribe_turn(decoder, utterances, not args.no_context)
                 for utterances in tqdm(per_clip, desc=f"pre-roll {pre_roll} s, stop {stop_secs} s, lead {lead} s")
             ]
             n = sum(map(len, per_clip))
             continuing = sum(u.continues for utterances in per_clip for u in utterances)
-            errors.append(wer(refs, hyps))
+            error, printed = score(refs, hyps, seconds)
+            errors.append(error)
             print(
                 f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s, lead {lead:.2f} s: {n} segments "
-                f"({continuing} continuing a turn), "
-                f"WER {100 * errors[-1]:.2f} % (CER {100 * cer(refs, hyps):.2f} %)",
+                f"({continuing} continuing a turn), {printed}",
                 flush=True,
             )
             rows.append(
@@ -174,7 +188,7 @@ def main() -> None:
                     "segments": list(map(len, per_clip)),
                 }
             )
-        if len(errors) > 1:
+        if len(errors) > 1 and any(ref.strip() for ref in refs):
             print(
                 f"pre-roll {pre_roll:.2f} s, upstream stop_secs {stop_secs:.2f} s: mean WER over the leads "
                 f"{100 * np.mean(errors):.2f} %",

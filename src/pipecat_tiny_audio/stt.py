@@ -127,8 +127,10 @@ class TinyAudioSTT(STTService):
             reaching back into the previous utterance. 0.6 s: on the dev clips streamed behind
             ``VADProcessor(stop_secs=0.2)`` 0.3 s lost soft first syllables (``docs/probes/stream_segments.py``).
         min_speech_secs: an utterance with less voiced audio than this (what confirmed the VAD's
-            start plus what Silero hears as speech after it) gets no final: a cough, a click or a
-            50 ms blip between a VAD start and stop would only make the model invent words.
+            start plus what Silero hears as speech after it) gets no final: a click or a 50 ms blip
+            between a VAD start and stop would only make the model invent words. 0.2 s, the start_secs
+            of Pipecat's VAD, so an utterance a VAD started on is always transcribed: a one-word answer
+            ("No.", "Hi.") can end right after the start, and at 0.25 s lost its final at some phases.
         max_segment_seconds: long speech is cut and continued on a fresh KV cache past this.
         whole_utterance_final: ``False`` takes finals from the chunks already decoded even when the model
             re-encodes each utterance whole for its final: finals arrive far sooner after the stop and
@@ -165,7 +167,7 @@ class TinyAudioSTT(STTService):
         partial_interval: float = 0.5,
         vad_params: VADParams | None = None,
         pre_roll_secs: float = 0.6,
-        min_speech_secs: float = 0.25,
+        min_speech_secs: float = 0.2,
         max_segment_seconds: float = 25.0,
         whole_utterance_final: bool = True,
         model_process: bool = False,
