@@ -107,7 +107,11 @@ class ModelProcess:
                 raise RuntimeError(self._exited)
             request = next(self._requests)
             self._pending[request] = (loop, future)
-            self._conn.send((request, op, args))
+            try:
+                self._conn.send((request, op, args))
+            except OSError:
+                del self._pending[request]
+                raise RuntimeError(self._child_exited()) from None
         if interrupt is None:
             return await future
         give_up = functools.partial(self._post, "interrupt", request)
@@ -138,8 +142,22 @@ class ModelProcess:
         with self._lock:
             if self._exited is not None:
                 return False
-            self._conn.send((None, op, args))
+            try:
+                self._conn.send((None, op, args))
+            except OSError:
+                self._child_exited()
+                return False
             return True
+
+    def _child_exited(self) -> str:
+        """Why no more answers will come, once the child is gone (the pipe may break before the reader sees
+        its end); logged once. Called with the lock held."""
+        if self._exited is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5.0)
+            self._exited = f"the Tiny Audio model process exited (exit code {self._process.returncode})"
+            logger.error(f"{self._exited}: nothing more can be transcribed with {self.name!r}")
+        return self._exited
 
     def _read_answers(self) -> None:
         while True:
@@ -153,9 +171,7 @@ class ModelProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5.0)
         with self._lock:
-            if self._exited is None:
-                self._exited = f"the Tiny Audio model process exited (exit code {self._process.returncode})"
-                logger.error(f"{self._exited}: nothing more can be transcribed with {self.name!r}")
+            self._child_exited()
             pending, self._pending = self._pending, {}
         for loop, future in pending.values():
             settle_from_thread(loop, future, None, RuntimeError(self._exited))
