@@ -52,7 +52,8 @@ lint: setup
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
 # unseen-voice set first, then the SmolLM2 sentences (~1 h) and the tuning clips spoken from them, the noise
 # clips (a minute; heldout/ is the no-text-on-noise check) and 100 unseen Kokoro mixes (data/kokoro-check),
-# then the training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them).
+# then the training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them), and
+# data/synth-vc, the next candidate's (runs/mix8, docs/ablations.md, *New speakers for the formant and diphone families*).
 # Every step resumes where an interrupted run stopped. Many hours on a 2-core CPU (the Kokoro corpora are most
 # of it). WORKERS=1 leaves a core for other work.
 WORKERS ?= 2
@@ -71,5 +72,6 @@ corpus: setup
 	test -s data/turn-sentences.txt || $(PY) -m trainer sentences --out data/turn-sentences.txt --style turns --n 3000 --seed 1
 	$(SYNTH) --out data/synth-turns --text data/turn-sentences.txt --n 3000 --heldout-n 0 --seed 6
 	$(SYNTH) --out data/synth-rv --n 4000 --heldout-n 0 --seed 8 --engines espeak --random-espeak-voices 1000
+	$(SYNTH) --out data/synth-vc --n 4000 --heldout-n 0 --seed 9 --engines flite festival --converted-voices 1000
 	$(SYNTH) --out data/synth-kllm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 5 --engines kokoro --kokoro-accents
 	$(PY) -m trainer features --config base
