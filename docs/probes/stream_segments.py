@@ -126,7 +126,8 @@ def score(refs: list[str], hyps: list[str], seconds: float) -> tuple[float, str]
     if not any(ref.strip() for ref in refs):
         words = sum(len(hyp.split()) for hyp in hyps)
         return words, f"{words} words written on {seconds:.0f} s of noise ({60 * words / seconds:.2f} per minute)"
-    return wer(refs, hyps), f"WER {100 * wer(refs, hyps):.2f} % (CER {100 * cer(refs, hyps):.2f} %)"
+    error = wer(refs, hyps)
+    return error, f"WER {100 * error:.2f} % (CER {100 * cer(refs, hyps):.2f} %)"
 
 
 def main() -> None:
