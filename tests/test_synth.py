@@ -15,6 +15,7 @@ import soundfile as sf
 
 from trainer.espeak_variants import random_variant_number, random_variant_text
 from trainer.kokoro_tts import kokoro_available
+from trainer.phoneme_accents import SUBSTITUTIONS, Accent, accented_text, clauses, random_accent, split_accent
 from trainer.synth import (
     AugmentConfig,
     CorpusReport,
@@ -281,6 +282,35 @@ def test_random_espeak_voices_are_new_speakers_drawn_from_their_number(tmp_path:
     )
     with pytest.raises(ValueError, match="random_espeak_voices"):
         discover_voices(("espeak",), random_espeak_voices=-1)
+
+
+@needs_tts
+def test_random_accents_change_some_phonemes_and_nothing_else(tmp_path: Path) -> None:
+    assert clauses("It is 3.5 degrees at 7:30, isn't it? Yes.") == [
+        ("It is 3.5 degrees at 7:30", ","), ("isn't it", "?"), ("Yes", ".")]  # fmt: skip
+    assert split_accent("en-us+rv0042~a0007") == ("en-us+rv0042", 7) and split_accent("en-us") == ("en-us", None)
+    th_stopping = Accent(1, ((next(s for s in SUBSTITUTIONS if s.name == "th-stopping"), 1.0),))
+    assert th_stopping.apply("Tr'i: br'VD3z", np.random.default_rng(0)) == "tr'i: br'Vd3z"
+    assert Accent(2, ()).apply("Tr'i: t#3", np.random.default_rng(0)) == "Tr'i: t#3"
+    assert random_accent(5) == random_accent(5) != random_accent(6)
+    assert all(2 <= len(random_accent(n).rules) <= 5 for n in range(50))
+
+    text = "Hello, can you hear me? Three brothers thought so."
+    spoken = accented_text(["espeak-ng", "-v", "en-us"], text, th_stopping)
+    assert spoken.startswith("[[h@l'oU]], [[") and "]]? [[" in spoken and "T" not in spoken and "D" not in spoken
+    plain = synthesize("espeak:en-us", text, 175, 50)
+    accented = synthesize("espeak:en-us~a0001", text, 175, 50)  # accent 1's own rules, not th_stopping's
+    assert 0.8 < len(accented) / len(plain) < 1.25 and not np.array_equal(accented, plain)
+
+    args = ["--n", "4", "--heldout-n", "1", "--engines", "espeak", "--seed", "5", "--workers", "1"]
+    assert synth_main(["--out", str(tmp_path / "accents"), *args, "--random-accents", "30"]) == 0
+    assert synth_main(["--out", str(tmp_path / "native"), *args]) == 0
+    accents, native = (read_manifest(tmp_path / name / "manifest.jsonl") for name in ("accents", "native"))
+    assert [r["voice"] for r in native] == [re.sub(r"~a00[0-2]\d$", "", r["voice"]) for r in accents]
+    assert [r["text"] for r in native] == [r["text"] for r in accents]
+    assert "~a" not in read_manifest(tmp_path / "accents" / "heldout" / "manifest.jsonl")[0]["voice"]
+    with pytest.raises(ValueError, match="random_accents"):
+        build_corpus(["One sentence."], tmp_path / "bad", 1, random_accents=-1)
 
 
 needs_praat = pytest.mark.skipif(not conversion_available(), reason="needs praat-parselmouth")

@@ -57,6 +57,7 @@ from trainer.kokoro_tts import (
     mix_voice_name,
     parse_mix_voice,
 )
+from trainer.phoneme_accents import MAX_RANDOM_ACCENTS, accent_name, accented_text, random_accent, split_accent
 from trainer.text_corpus import build_sentences, read_sentences, write_text_atomically
 from trainer.voice_conversion import (
     CONVERTED_ENGINES,
@@ -276,6 +277,9 @@ def _draw_babble(
     return tuple(zip(chosen, idents, strict=True))
 
 
+_ACCENT_STREAM = 0x616363  # the accent's generator: a key no variant number reaches
+
+
 def plan_clip(
     split: str,
     index: int,
@@ -286,12 +290,15 @@ def plan_clip(
     babble_voices: Sequence[Voice],
     augment: AugmentConfig,
     variants: int = 1,
+    random_accents: int = 0,
 ) -> ClipSpec:
     """One clip's random choices, drawn from a generator seeded by (seed, split, index) only.
 
     ``variants`` > 1: clips ``k * variants`` ... ``k * variants + variants - 1`` share one rendering of
     speech (voice, rate, pitch, speed: clip k's draws) and each draws its own reverberation, noise,
-    padding and level, so one TTS call gives that many differently recorded clips.
+    padding and level, so one TTS call gives that many differently recorded clips. ``random_accents``: an
+    espeak voice speaks with one of that many random accents (:mod:`trainer.phoneme_accents`), drawn from a
+    generator of its own, so every other choice is the one the same corpus without accents makes.
     """
     base, variant = divmod(index, variants)
     rng = np.random.default_rng([seed, SPLITS[split], base])
@@ -300,6 +307,10 @@ def plan_clip(
     engine = engines[int(rng.choice(len(engines), p=weights / weights.sum()))]
     candidates = [v for v in voices if v.engine == engine]
     voice = candidates[int(rng.integers(len(candidates)))]
+    voice_name = voice.name
+    if random_accents and engine == "espeak":
+        accent = np.random.default_rng([seed, SPLITS[split], base, _ACCENT_STREAM]).integers(random_accents)
+        voice_name += accent_name(int(accent))
     if engine == "espeak":
         rate, pitch = float(rng.integers(130, 211)), float(rng.integers(20, 81))
     elif engine == "flite":
@@ -324,7 +335,7 @@ def plan_clip(
         split=split,
         index=index,
         text=text,
-        voice=voice.name,
+        voice=voice_name,
         rate=rate,
         pitch=pitch,
         speed=speed,
@@ -386,11 +397,13 @@ def plan_corpus(
     augment: AugmentConfig | None = None,
     variants: int = 1,
     no_speech: bool = False,
+    random_accents: int = 0,
 ) -> tuple[list[ClipSpec], list[ClipSpec]]:
     """(train clips, held-out clips). Held-out clips use only ``holdout_voices`` and, when there are
     enough sentences, the last ``n_heldout`` sentences, which train clips never use. ``variants``:
     recordings per rendered train sentence (see :func:`plan_clip`); held-out clips get one each.
-    ``no_speech``: every clip is noise alone (:func:`plan_no_speech_clip`); the sentences are only babble."""
+    ``no_speech``: every clip is noise alone (:func:`plan_no_speech_clip`); the sentences are only babble.
+    ``random_accents``: training clips of espeak voices speak with random accents; held-out clips never do."""
     if variants < 1:
         raise ValueError(f"variants must be at least 1, not {variants}")
     if not sentences:
@@ -422,6 +435,7 @@ def plan_corpus(
             babble_voices,
             augment,
             variants,
+            random_accents,
         )
         for i in range(n_utterances)
     ]
@@ -450,7 +464,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
     espeak-ng takes rate and pitch natively; flite takes its duration stretch and gets pitch from sox;
     festival gets both from sox (``tempo``/``pitch``); Kokoro takes rate as its speed and gets pitch from
     sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz. A converted
-    flite or festival voice ("flite:rms+vc0042") is the base voice's speech, converted last.
+    flite or festival voice ("flite:rms+vc0042") is the base voice's speech, converted last; an accented
+    espeak voice ("espeak:en-us+rv0042~a0007") speaks espeak's phonemes of the text with the accent's changes.
     """
     engine, ident = voice.split(":", 1)
     ident, conversion = split_conversion(ident) if engine in CONVERTED_ENGINES else (ident, None)
@@ -458,19 +473,11 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         wav = str(Path(tmp) / "speech.wav")
         if engine == "espeak":
-            cmd = [
-                *espeak_command(ident, Path(tmp)),
-                "-v",
-                ident,
-                "-s",
-                str(int(rate)),
-                "-p",
-                str(int(pitch)),
-                "-w",
-                wav,
-                "--stdin",
-            ]
-            subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
+            ident, accent = split_accent(ident)
+            espeak = [*espeak_command(ident, Path(tmp)), "-v", ident]
+            spoken = text if accent is None else accented_text(espeak, text, random_accent(accent))
+            cmd = [*espeak, "-s", str(int(rate)), "-p", str(int(pitch)), "-w", wav, "--stdin"]
+            subprocess.run(cmd, input=spoken.encode(), check=True, capture_output=True)
         elif engine == "flite":
             text_file = Path(tmp) / "text.txt"
             text_file.write_text(text + "\n")
@@ -673,15 +680,18 @@ def build_corpus(
     no_speech: bool = False,
     random_espeak_voices: int = 0,
     converted_voices: int = 0,
+    random_accents: int = 0,
 ) -> CorpusReport:
     """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``;
     ``variants`` training clips per rendering of speech (see :func:`plan_clip`); ``no_speech``: clips of
     noise alone with empty transcripts (see :func:`plan_no_speech_clip`); ``random_espeak_voices`` and
-    ``converted_voices``: see :func:`discover_voices`.
+    ``converted_voices``: see :func:`discover_voices`; ``random_accents``: see :func:`plan_clip`.
 
     Clips already on disk from an interrupted run with the same settings are kept, not re-rendered.
     Clips whose synthesis fails are logged and left out of the manifest.
     """
+    if not 0 <= random_accents <= MAX_RANDOM_ACCENTS:
+        raise ValueError(f"random_accents must be 0 to {MAX_RANDOM_ACCENTS}, not {random_accents}")
     started = time.monotonic()
     out_dir = Path(out_dir)
     augment = augment or AugmentConfig()
@@ -690,7 +700,7 @@ def build_corpus(
     voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices, converted_voices)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
-        augment=augment, variants=variants, no_speech=no_speech,
+        augment=augment, variants=variants, no_speech=no_speech, random_accents=random_accents,
     )  # fmt: skip
     settings = (
         {
@@ -704,8 +714,9 @@ def build_corpus(
         }
         | ({"variants": variants} if variants > 1 else {})
         | ({"no_speech": True} if no_speech else {})
+        | ({"random_accents": random_accents} if random_accents else {})
     )
-    # (corpora built before variants and no_speech existed resume as they were)
+    # (corpora built before variants, no_speech and random_accents existed resume as they were)
     _claim_out_dir(out_dir, settings)
     for stale in out_dir.glob("**/.*.flac.*.tmp"):  # half-written by a killed run
         stale.unlink()
@@ -860,6 +871,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         f"drawn per conversion number) instead of as itself (default 0; needs {CONVERSION_INSTALL_COMMAND})",
     )
     parser.add_argument(
+        "--random-accents",
+        type=int,
+        default=0,
+        metavar="N",
+        help="espeak voices speak with one of N random accents: a few phoneme substitutions each (th as t, f "
+        "or s, dropped h, merged vowels, ...; drawn per accent number) (default 0: espeak's own accents)",
+    )
+    parser.add_argument(
         "--no-speech",
         action="store_true",
         help="clips of noise alone (white, pink, brown, babble; 0.5-8 s, -60 to -20 dBFS) with empty "
@@ -888,6 +907,7 @@ def run_synth(args: argparse.Namespace) -> int:
         no_speech=args.no_speech,
         random_espeak_voices=args.random_espeak_voices,
         converted_voices=args.converted_voices,
+        random_accents=args.random_accents,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")

@@ -1,0 +1,148 @@
+"""Random accents for espeak-ng voices: phoneme substitutions nobody spoke before (``synth --random-accents N``).
+
+espeak-ng's English accents differ in their rules (rhoticity, a few vowels) but every one of them says "three"
+with a /θ/ and "very" with a /v/. People do not: across the world's Englishes and second-language speakers the
+same few substitutions recur (th-stopping "tree", th-fronting "free", h-dropping, "sing" as "sin", merged
+vowels "ship"/"sheep", devoiced final consonants, v/w and r/l swaps, full vowels for schwas). A recogniser that
+never heard them spells what it hears ("tree") and leaves the repair to the LLM's weak prior. Each random
+accent here is a handful of such substitutions, each applied to a share of the phonemes it could change; the
+clip is spoken from espeak-ng's own phonemes (``-x``) with the substitutions made, clause by clause so the
+intonation of the punctuation stays (an accent with no substitution renders byte-identical to plain text).
+
+An accent depends on its number only, and which phonemes of a sentence it changes on (number, sentence), so
+any machine renders the same clip.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+MAX_RANDOM_ACCENTS = 10_000  # four digits in the name
+ACCENT_SUFFIX = re.compile(r"~a(\d{4})$")
+_SEED = 0x61636365  # fixed: an accent's rules depend on its number only
+
+# espeak-ng's English phoneme names (its -x mnemonics). Longest match first, so "aI" is one vowel, not a + I.
+PHONEMES = (
+    *("@", "@2", "@5", "@L", "@-", "3", "3:", "a", "a#", "a2", "A:", "A@", "A#", "aa", "aI", "aI2", "aI@", "aI3"),
+    *("aU", "aU@"),
+    *("e", "e@", "E", "E2", "E#", "eI", "i", "i:", "I", "I2", "I#", "i@", "i@3", "o@", "O:", "O@", "O2", "OI"),
+    *("oU", "oU#", "U", "u:", "U@", "V", "0", "0#", "o"),
+    *("b", "d", "d#", "D", "dZ", "f", "g", "h", "j", "k", "l", "l/", "m", "n", "n-", "N", "p", "r", "r-", "R"),
+    *("s", "S", "t", "t#", "t2", "t[", "T", "tS", "v", "w", "w#", "x", "z", "Z", "z#", "?"),
+)
+_TOKEN = re.compile("|".join(re.escape(p) for p in sorted(PHONEMES, key=len, reverse=True)) + "|.", re.S)
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """Phonemes replaced by others ("" deletes); ``word_final`` limits it to a word's last phoneme."""
+
+    name: str
+    changes: dict[str, str]
+    word_final: bool = False
+
+
+# Each a pattern of many Englishes, none copied from one accent. At most one substitution per phoneme is drawn.
+SUBSTITUTIONS = (
+    Substitution("th-stopping", {"T": "t", "D": "d"}),
+    Substitution("th-fronting", {"T": "f", "D": "v"}),
+    Substitution("th-alveolar", {"T": "s", "D": "z"}),
+    Substitution("h-dropping", {"h": ""}),
+    Substitution("velar-fronting", {"N": "n"}, word_final=True),
+    Substitution("final-devoicing", {"z": "s", "d": "t", "v": "f", "g": "k", "dZ": "tS", "Z": "S"}, word_final=True),
+    Substitution("v-as-w", {"v": "w"}),
+    Substitution("w-as-v", {"w": "v"}),
+    Substitution("r-as-l", {"r": "l"}),
+    Substitution("l-as-r", {"l": "r"}),
+    Substitution("tense-i", {"I": "i:"}),
+    Substitution("lax-i", {"i:": "I"}),
+    Substitution("tense-u", {"U": "u:"}),
+    Substitution("trap-as-dress", {"a": "E"}),
+    Substitution("dress-as-trap", {"E": "a"}),
+    Substitution("strut-as-lot", {"V": "0"}),
+    Substitution("monophthongs", {"eI": "E", "oU": "O:"}),
+    Substitution("full-schwa", {"@": "a", "@2": "a"}),
+    Substitution("sh-as-s", {"S": "s", "Z": "z"}),
+    Substitution("ch-as-sh", {"tS": "S", "dZ": "Z"}),
+)
+
+
+@dataclass(frozen=True)
+class Accent:
+    """Substitutions with the share of their phonemes each changes."""
+
+    number: int
+    rules: tuple[tuple[Substitution, float], ...]
+
+    def apply(self, phonemes: str, rng: np.random.Generator) -> str:
+        """espeak-ng phoneme mnemonics (words separated by spaces) with this accent's substitutions made."""
+        words = []
+        for word in phonemes.split():
+            tokens = _TOKEN.findall(word)
+            last = max((i for i, t in enumerate(tokens) if t in PHONEMES), default=-1)
+            for i, token in enumerate(tokens):
+                for rule, share in self.rules:
+                    if token in rule.changes and (i == last or not rule.word_final) and rng.random() < share:
+                        tokens[i] = rule.changes[token]
+                        break
+            words.append("".join(tokens))
+        return " ".join(w for w in words if w)
+
+
+def accent_name(number: int) -> str:
+    """The suffix a voice ident carries when it speaks with random accent ``number`` ("en-us+rv0042~a0007")."""
+    return f"~a{number:04d}"
+
+
+def split_accent(ident: str) -> tuple[str, int | None]:
+    """ "en-us+rv0042~a0007" -> ("en-us+rv0042", 7); an ident with no accent -> (ident, None)."""
+    match = ACCENT_SUFFIX.search(ident)
+    return (ident[: match.start()], int(match[1])) if match else (ident, None)
+
+
+@cache
+def random_accent(number: int) -> Accent:
+    """Two to five substitutions, at most one per phoneme, each changing 40-100 % of the phonemes it could."""
+    if not 0 <= number < MAX_RANDOM_ACCENTS:
+        raise ValueError(f"accent number must be 0 to {MAX_RANDOM_ACCENTS - 1}, not {number}")
+    rng = np.random.default_rng([_SEED, number])
+    chosen: list[tuple[Substitution, float]] = []
+    taken: set[str] = set()
+    count = int(rng.integers(2, 6))
+    for index in rng.permutation(len(SUBSTITUTIONS)):
+        rule = SUBSTITUTIONS[int(index)]
+        if len(chosen) < count and taken.isdisjoint(rule.changes):
+            chosen.append((rule, round(float(rng.uniform(0.4, 1.0)), 2)))
+            taken |= set(rule.changes)
+    return Accent(number, tuple(chosen))
+
+
+_CLAUSE = re.compile(r"(.+?)([,.?!;:]+(?=\s|$)|$)", re.S)
+
+
+def clauses(text: str) -> list[tuple[str, str]]:
+    """(words, punctuation) per clause: the punctuation that ends a clause is followed by a space or the end,
+    so "3.5" and "7:30" stay inside theirs."""
+    return [(m[1].strip(), m[2]) for m in _CLAUSE.finditer(text.strip()) if m[1].strip()]
+
+
+def accented_text(espeak: Sequence[str], text: str, accent: Accent) -> str:
+    """``text`` as espeak-ng input in phonemes ("[[h@l'oU]], [[...]]?") with ``accent``'s substitutions;
+    ``espeak`` is the command that speaks it ("espeak-ng -v en-us", with its ``--path`` if any)."""
+    rng = np.random.default_rng([_SEED, accent.number, zlib.crc32(text.encode())])
+    spoken = []
+    for words, punctuation in clauses(text):
+        phonemes = subprocess.run(
+            [*espeak, "-q", "-x", "--stdin"], input=words, capture_output=True, text=True, check=True
+        ).stdout
+        accented = accent.apply(phonemes, rng)
+        if accented:
+            spoken.append(f"[[{accented}]]{punctuation}")
+    return " ".join(spoken)
