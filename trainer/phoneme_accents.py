@@ -124,13 +124,15 @@ def random_accent(number: int) -> Accent:
     return Accent(number, tuple(chosen))
 
 
-_CLAUSE = re.compile(r"(.+?)([,.?!;:]+(?=\s|$)|$)", re.S)
+_CLAUSE = re.compile(r"\s*([,.!?;:]+)(?=\s|$)\s*")
 
 
 def clauses(text: str) -> list[tuple[str, str]]:
-    """(words, punctuation) per clause: the punctuation that ends a clause is followed by a space or the end,
-    so "3.5" and "7:30" stay inside theirs."""
-    return [(m[1].strip(), m[2]) for m in _CLAUSE.finditer(text.strip()) if m[1].strip()]
+    """(words, punctuation) per clause, for speaking a clause at a time: espeak-ng's phonemes drop the
+    punctuation, and with it the clause's intonation. Punctuation ends a clause only before a space or the
+    end, so "3.5" and "7:30" stay inside theirs."""
+    pieces = [*_CLAUSE.split(text.strip()), ""]  # clause, punctuation, ..., clause, ""
+    return [(words.strip(), mark) for words, mark in zip(pieces[::2], pieces[1::2], strict=True) if words.strip()]
 
 
 def accented_text(espeak: Sequence[str], text: str, accent: Accent) -> str:
