@@ -21,6 +21,7 @@ from trainer.kokoro_tts import (
     phonemize,
 )
 from trainer.metrics import wer
+from trainer.phoneme_accents import random_accent
 from trainer.synth import ENGINE_WEIGHTS, discover_voices, plan_corpus, synthesize
 
 pytestmark = pytest.mark.skipif(
@@ -83,6 +84,16 @@ def test_a_mix_speaks_a_regional_accent_with_its_own_timbre(kokoro: KokoroSynthe
     assert phonemize(text, "en-gb-scotland") != phonemize(text, "en-gb")
     speech = kokoro.synthesize(text, scottish)
     assert speech.dtype == np.float32 and len(speech) > 24_000
+
+
+def test_a_mix_speaks_a_random_accent_through_the_corpus_voice_name(kokoro: KokoroSynthesizer) -> None:
+    text = "The three brothers thought about their father."
+    accent = random_accent(2)  # final devoicing, th-stopping, r as l, ...
+    changed = accent.apply(phonemize(text, "en-us"), accent.rng(text), kokoro=True)
+    assert changed != phonemize(text, "en-us") and set(changed) <= set(kokoro.vocab)
+    native = synthesize("kokoro:mix-0042", text, 1.0, 0)
+    accented = synthesize("kokoro:mix-0042~a0002", text, 1.0, 0)
+    assert 0.7 < len(accented) / len(native) < 1.4 and not np.array_equal(accented[:8000], native[:8000])
 
 
 def test_mix_voices_are_distinct_and_cover_both_accents(kokoro: KokoroSynthesizer) -> None:

@@ -292,6 +292,7 @@ def test_random_accents_change_some_phonemes_and_nothing_else(tmp_path: Path) ->
     th_stopping = Accent(1, ((next(s for s in SUBSTITUTIONS if s.name == "th-stopping"), 1.0),))
     assert th_stopping.apply("Tr'i: br'VD3z", np.random.default_rng(0)) == "tr'i: br'Vd3z"
     assert Accent(2, ()).apply("Tr'i: t#3", np.random.default_rng(0)) == "Tr'i: t#3"
+    assert th_stopping.apply("θɹˈi bɹˈʌðəɹz,", np.random.default_rng(0), kokoro=True) == "tɹˈi bɹˈʌdəɹz,"
     assert random_accent(5) == random_accent(5) != random_accent(6)
     assert all(2 <= len(random_accent(n).rules) <= 5 for n in range(50))
 

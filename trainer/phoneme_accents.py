@@ -40,37 +40,50 @@ PHONEMES = (
 _TOKEN = re.compile("|".join(re.escape(p) for p in sorted(PHONEMES, key=len, reverse=True)) + "|.", re.S)
 
 
+# Kokoro's (misaki's) symbols are one character each, a vowel perhaps lengthened; stress marks and punctuation
+# are not phonemes.
+_KOKORO_TOKEN = re.compile(r".ː?", re.S)
+_KOKORO_MARKS = frozenset('ˈˌ,.!?;:—…"()“”')
+
+
 @dataclass(frozen=True)
 class Substitution:
-    """Phonemes replaced by others ("" deletes); ``word_final`` limits it to a word's last phoneme."""
+    """Phonemes replaced by others ("" deletes), in espeak-ng's mnemonics and in Kokoro's symbols;
+    ``word_final`` limits it to a word's last phoneme."""
 
     name: str
-    changes: dict[str, str]
+    espeak: dict[str, str]
+    kokoro: dict[str, str]
     word_final: bool = False
 
 
 # Each a pattern of many Englishes, none copied from one accent. At most one substitution per phoneme is drawn.
 SUBSTITUTIONS = (
-    Substitution("th-stopping", {"T": "t", "D": "d"}),
-    Substitution("th-fronting", {"T": "f", "D": "v"}),
-    Substitution("th-alveolar", {"T": "s", "D": "z"}),
-    Substitution("h-dropping", {"h": ""}),
-    Substitution("velar-fronting", {"N": "n"}, word_final=True),
-    Substitution("final-devoicing", {"z": "s", "d": "t", "v": "f", "g": "k", "dZ": "tS", "Z": "S"}, word_final=True),
-    Substitution("v-as-w", {"v": "w"}),
-    Substitution("w-as-v", {"w": "v"}),
-    Substitution("r-as-l", {"r": "l"}),
-    Substitution("l-as-r", {"l": "r"}),
-    Substitution("tense-i", {"I": "i:"}),
-    Substitution("lax-i", {"i:": "I"}),
-    Substitution("tense-u", {"U": "u:"}),
-    Substitution("trap-as-dress", {"a": "E"}),
-    Substitution("dress-as-trap", {"E": "a"}),
-    Substitution("strut-as-lot", {"V": "0"}),
-    Substitution("monophthongs", {"eI": "E", "oU": "O:"}),
-    Substitution("full-schwa", {"@": "a", "@2": "a"}),
-    Substitution("sh-as-s", {"S": "s", "Z": "z"}),
-    Substitution("ch-as-sh", {"tS": "S", "dZ": "Z"}),
+    Substitution("th-stopping", {"T": "t", "D": "d"}, {"θ": "t", "ð": "d"}),
+    Substitution("th-fronting", {"T": "f", "D": "v"}, {"θ": "f", "ð": "v"}),
+    Substitution("th-alveolar", {"T": "s", "D": "z"}, {"θ": "s", "ð": "z"}),
+    Substitution("h-dropping", {"h": ""}, {"h": ""}),
+    Substitution("velar-fronting", {"N": "n"}, {"ŋ": "n"}, word_final=True),
+    Substitution(
+        "final-devoicing",
+        {"z": "s", "d": "t", "v": "f", "g": "k", "dZ": "tS", "Z": "S"},
+        {"z": "s", "d": "t", "v": "f", "ɡ": "k", "ʤ": "ʧ", "ʒ": "ʃ"},
+        word_final=True,
+    ),
+    Substitution("v-as-w", {"v": "w"}, {"v": "w"}),
+    Substitution("w-as-v", {"w": "v"}, {"w": "v"}),
+    Substitution("r-as-l", {"r": "l"}, {"ɹ": "l"}),
+    Substitution("l-as-r", {"l": "r"}, {"l": "ɹ"}),
+    Substitution("tense-i", {"I": "i:"}, {"ɪ": "i"}),
+    Substitution("lax-i", {"i:": "I"}, {"i": "ɪ", "iː": "ɪ"}),
+    Substitution("tense-u", {"U": "u:"}, {"ʊ": "u"}),
+    Substitution("trap-as-dress", {"a": "E"}, {"æ": "ɛ"}),
+    Substitution("dress-as-trap", {"E": "a"}, {"ɛ": "æ"}),
+    Substitution("strut-as-lot", {"V": "0"}, {"ʌ": "ɑ"}),
+    Substitution("monophthongs", {"eI": "E", "oU": "O:"}, {"A": "ɛ", "O": "ɔ", "Q": "ɔ"}),
+    Substitution("full-schwa", {"@": "a", "@2": "a"}, {"ə": "ʌ"}),
+    Substitution("sh-as-s", {"S": "s", "Z": "z"}, {"ʃ": "s", "ʒ": "z"}),
+    Substitution("ch-as-sh", {"tS": "S", "dZ": "Z"}, {"ʧ": "ʃ", "ʤ": "ʒ"}),
 )
 
 
@@ -81,16 +94,23 @@ class Accent:
     number: int
     rules: tuple[tuple[Substitution, float], ...]
 
-    def apply(self, phonemes: str, rng: np.random.Generator) -> str:
-        """espeak-ng phoneme mnemonics (words separated by spaces) with this accent's substitutions made."""
+    def rng(self, text: str) -> np.random.Generator:
+        """Which phonemes of ``text`` change depends on the accent and the text only."""
+        return np.random.default_rng([_SEED, self.number, zlib.crc32(text.encode())])
+
+    def apply(self, phonemes: str, rng: np.random.Generator, kokoro: bool = False) -> str:
+        """Phonemes (words separated by spaces) with this accent's substitutions made: espeak-ng's mnemonics,
+        or with ``kokoro`` Kokoro's symbols."""
         words = []
         for word in phonemes.split():
-            tokens = _TOKEN.findall(word)
-            last = max((i for i, t in enumerate(tokens) if t in PHONEMES), default=-1)
+            tokens = (_KOKORO_TOKEN if kokoro else _TOKEN).findall(word)
+            spoken = (i for i, t in enumerate(tokens) if (t not in _KOKORO_MARKS if kokoro else t in PHONEMES))
+            last = max(spoken, default=-1)
             for i, token in enumerate(tokens):
                 for rule, share in self.rules:
-                    if token in rule.changes and (i == last or not rule.word_final) and rng.random() < share:
-                        tokens[i] = rule.changes[token]
+                    changes = rule.kokoro if kokoro else rule.espeak
+                    if token in changes and (i == last or not rule.word_final) and rng.random() < share:
+                        tokens[i] = changes[token]
                         break
             words.append("".join(tokens))
         return " ".join(w for w in words if w)
@@ -118,9 +138,9 @@ def random_accent(number: int) -> Accent:
     count = int(rng.integers(2, 6))
     for index in rng.permutation(len(SUBSTITUTIONS)):
         rule = SUBSTITUTIONS[int(index)]
-        if len(chosen) < count and taken.isdisjoint(rule.changes):
+        if len(chosen) < count and taken.isdisjoint(rule.espeak):
             chosen.append((rule, round(float(rng.uniform(0.4, 1.0)), 2)))
-            taken |= set(rule.changes)
+            taken |= set(rule.espeak)
     return Accent(number, tuple(chosen))
 
 
@@ -138,7 +158,7 @@ def clauses(text: str) -> list[tuple[str, str]]:
 def accented_text(espeak: Sequence[str], text: str, accent: Accent) -> str:
     """``text`` as espeak-ng input in phonemes ("[[h@l'oU]], [[...]]?") with ``accent``'s substitutions;
     ``espeak`` is the command that speaks it ("espeak-ng -v en-us", with its ``--path`` if any)."""
-    rng = np.random.default_rng([_SEED, accent.number, zlib.crc32(text.encode())])
+    rng = accent.rng(text)
     spoken = []
     for words, punctuation in clauses(text):
         phonemes = subprocess.run(

@@ -278,6 +278,7 @@ def _draw_babble(
 
 
 _ACCENT_STREAM = 0x616363  # the accent's generator: a key no variant number reaches
+ACCENTED_ENGINES = ("espeak", "kokoro")  # the engines that speak from phonemes we can change
 
 
 def plan_clip(
@@ -297,8 +298,8 @@ def plan_clip(
     ``variants`` > 1: clips ``k * variants`` ... ``k * variants + variants - 1`` share one rendering of
     speech (voice, rate, pitch, speed: clip k's draws) and each draws its own reverberation, noise,
     padding and level, so one TTS call gives that many differently recorded clips. ``random_accents``: an
-    espeak voice speaks with one of that many random accents (:mod:`trainer.phoneme_accents`), drawn from a
-    generator of its own, so every other choice is the one the same corpus without accents makes.
+    espeak or Kokoro voice speaks with one of that many random accents (:mod:`trainer.phoneme_accents`), drawn
+    from a generator of its own, so every other choice is the one the same corpus without accents makes.
     """
     base, variant = divmod(index, variants)
     rng = np.random.default_rng([seed, SPLITS[split], base])
@@ -308,7 +309,7 @@ def plan_clip(
     candidates = [v for v in voices if v.engine == engine]
     voice = candidates[int(rng.integers(len(candidates)))]
     voice_name = voice.name
-    if random_accents and engine == "espeak":
+    if random_accents and engine in ACCENTED_ENGINES:
         accent = np.random.default_rng([seed, SPLITS[split], base, _ACCENT_STREAM]).integers(random_accents)
         voice_name += accent_name(int(accent))
     if engine == "espeak":
@@ -403,7 +404,8 @@ def plan_corpus(
     enough sentences, the last ``n_heldout`` sentences, which train clips never use. ``variants``:
     recordings per rendered train sentence (see :func:`plan_clip`); held-out clips get one each.
     ``no_speech``: every clip is noise alone (:func:`plan_no_speech_clip`); the sentences are only babble.
-    ``random_accents``: training clips of espeak voices speak with random accents; held-out clips never do."""
+    ``random_accents``: training clips of espeak and Kokoro voices speak with random accents; held-out clips
+    never do."""
     if variants < 1:
         raise ValueError(f"variants must be at least 1, not {variants}")
     if not sentences:
@@ -465,15 +467,15 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
     festival gets both from sox (``tempo``/``pitch``); Kokoro takes rate as its speed and gets pitch from
     sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz. A converted
     flite or festival voice ("flite:rms+vc0042") is the base voice's speech, converted last; an accented
-    espeak voice ("espeak:en-us+rv0042~a0007") speaks espeak's phonemes of the text with the accent's changes.
+    espeak or Kokoro voice ("espeak:en-us+rv0042~a0007") speaks its phonemes of the text with the accent's changes.
     """
     engine, ident = voice.split(":", 1)
     ident, conversion = split_conversion(ident) if engine in CONVERTED_ENGINES else (ident, None)
+    ident, accent = split_accent(ident) if engine in ACCENTED_ENGINES else (ident, None)
     effects: list[str] = []
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         wav = str(Path(tmp) / "speech.wav")
         if engine == "espeak":
-            ident, accent = split_accent(ident)
             espeak = [*espeak_command(ident, Path(tmp)), "-v", ident]
             spoken = text if accent is None else accented_text(espeak, text, random_accent(accent))
             cmd = [*espeak, "-s", str(int(rate)), "-p", str(int(pitch)), "-w", wav, "--stdin"]
@@ -501,7 +503,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         elif engine == "kokoro":
             synthesizer = kokoro_synthesizer()
-            speech = synthesizer.synthesize(text, synthesizer.mix_voice(*parse_mix_voice(ident)), speed=rate)
+            mix = synthesizer.mix_voice(*parse_mix_voice(ident))
+            speech = synthesizer.synthesize(text, mix, rate, None if accent is None else random_accent(accent))
             sf.write(wav, speech, KOKORO_SAMPLE_RATE, subtype="FLOAT")
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         else:
@@ -875,8 +878,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="espeak voices speak with one of N random accents: a few phoneme substitutions each (th as t, f "
-        "or s, dropped h, merged vowels, ...; drawn per accent number) (default 0: espeak's own accents)",
+        help="espeak and Kokoro voices speak with one of N random accents: a few phoneme substitutions each (th "
+        "as t, f or s, dropped h, merged vowels, ...; drawn per accent number) (default 0: their own accents)",
     )
     parser.add_argument(
         "--no-speech",
