@@ -29,6 +29,7 @@ SETS = {
     "dev": "../shared/eval/dev/manifest.jsonl",
     "unseen": "data/synth8k/heldout/manifest.jsonl",
     "tune": "data/tune-llm/manifest.jsonl",
+    "kokoro": "data/kokoro-check/manifest.jsonl",
 }
 
 
