@@ -211,6 +211,29 @@ def test_chunk_finals_skip_the_whole_utterance_encoding_and_match_a_chunk_final_
     assert len(whole_encodings) == 1
 
 
+def test_a_decoder_behind_real_time_stops_following_and_its_final_still_hears_everything(base_model, say, monkeypatch):
+    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
+    assert recogniser.whole_utterance_final
+    chunks = []
+    encode = streaming.encode_chunk_at
+    monkeypatch.setattr(streaming, "encode_chunk_at", lambda *args: chunks.append(args) or encode(*args))
+    sentence = "please read the last message from sarah out loud"
+    audio = say(sentence)
+    decoder = StreamingDecoder(recogniser)
+    decoder.feed(audio[:16000])
+    heard_in_time, encoded_in_time = decoder.partial().text, len(chunks)
+    assert encoded_in_time > 0
+
+    decoder.feed(audio[16000:], follow=False)  # the session fell behind: catch up without the chunks
+    assert len(chunks) == encoded_in_time and decoder.partial().text == heard_in_time
+    final = decoder.finalize()
+    assert cer([sentence], [final]) < 0.35, final  # the whole segment, encoded once for the final
+
+    decoder.reset()  # the next utterance is followed again
+    decoder.feed(audio[:16000])
+    assert len(chunks) == 2 * encoded_in_time
+
+
 def test_a_whole_utterance_final_transcribes_speech_longer_than_whisper_s_window(base_model, say):
     recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
     recogniser.config.whole_utterance_final = True

@@ -72,9 +72,9 @@ def fed(monkeypatch) -> Fed:
             utterances.append([])
             utterances.contexts.append(context)
 
-        def feed_steps(self, audio: np.ndarray):
+        def feed_steps(self, audio: np.ndarray, follow: bool = True):
             utterances[-1].append(np.asarray(audio, np.float32).copy())
-            return super().feed_steps(audio)
+            return super().feed_steps(audio, follow)
 
     monkeypatch.setattr(shared_model_module, "StreamingDecoder", RecordingDecoder)
     return utterances

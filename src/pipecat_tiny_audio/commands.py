@@ -5,7 +5,9 @@ queues commands; the decode loop takes them in order. The queue also holds the p
 session close to real time: a partial in flight is given up when anything but more audio arrives, or
 when the audio waiting behind it passes :data:`PARTIAL_BACKLOG_SECONDS`, and a speculative final when
 speech resumes. When the model cannot keep up, the audio waiting here
-is how far behind real time the session is: a warning says so, and past
+is how far behind real time the session is: past :data:`CATCH_UP_SECONDS` the utterance's decoder
+stops following it chunk by chunk (a model with whole-utterance finals then skips the work of
+partials until the utterance ends), a warning says when it is further behind, and past
 :data:`MAX_BACKLOG_SECONDS` new audio is dropped so memory stays bounded.
 """
 
@@ -26,6 +28,7 @@ from loguru import logger
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE
 
+CATCH_UP_SECONDS = 0.75  # a session this far behind stops following its utterance chunk by chunk
 BEHIND_WARNING_SECONDS = 1.0  # warn when a session's queued audio is this far behind real time
 PARTIAL_BACKLOG_SECONDS = 0.25  # a partial that keeps this much of its session's audio waiting is given up
 WARNING_INTERVAL_SECONDS = 5.0

@@ -191,8 +191,8 @@ class ProcessDecoder:
         """Seconds of audio fed since the last reset."""
         return self._samples / SAMPLE_RATE
 
-    async def feed(self, samples: np.ndarray, priority: Priority = Priority.AUDIO) -> None:
-        await self._process.request("feed", self._session, samples, int(priority))
+    async def feed(self, samples: np.ndarray, priority: Priority = Priority.AUDIO, follow: bool = True) -> None:
+        await self._process.request("feed", self._session, samples, int(priority), follow)
         self._samples += np.asarray(samples).size
 
     async def reset(self, priority: Priority = Priority.AUDIO, context: str = "") -> None:
@@ -276,7 +276,7 @@ class _Server:
             return None
         decoder = self._decoders[args[0]]
         if op == "feed":
-            return await decoder.feed(args[1], Priority(args[2]))
+            return await decoder.feed(args[1], Priority(args[2]), args[3])
         if op == "reset":
             return await decoder.reset(Priority(args[1]), args[2])
         if op in ("partial", "finalize"):

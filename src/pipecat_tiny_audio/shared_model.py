@@ -64,8 +64,8 @@ class ScheduledDecoder:
         """Seconds of audio fed since the last reset."""
         return self._decoder.audio_seconds
 
-    async def feed(self, samples: np.ndarray, priority: Priority = Priority.AUDIO) -> None:
-        await self._scheduler.run(self._decoder.feed_steps(samples), priority)
+    async def feed(self, samples: np.ndarray, priority: Priority = Priority.AUDIO, follow: bool = True) -> None:
+        await self._scheduler.run(self._decoder.feed_steps(samples, follow), priority)
 
     async def reset(self, priority: Priority = Priority.AUDIO, context: str = "") -> None:
         await self._scheduler.call(self._decoder.reset, context, priority=priority)

@@ -179,14 +179,20 @@ class StreamingDecoder:
         self._offset = 0  # utterance samples before the current segment
         self._new_segment()
 
-    def feed(self, audio: np.ndarray) -> None:
+    def feed(self, audio: np.ndarray, follow: bool = True) -> None:
         """Append 16 kHz mono samples (float in [-1, 1], or int16, which is scaled), encoding every
         chunk they complete.
+
+        ``follow=False`` says the caller is behind real time. A decoder with whole-utterance finals then
+        stops following the segment chunk by chunk until its next :meth:`reset` or cut: no more chunks are
+        encoded and partials stay where they are, and the final encodes the segment whole, as it does
+        anyway, so the work of keeping up is skipped, not put off. (Its beam then knows the LLM's opinion
+        of fewer words.) Other decoders need every chunk for their final and ignore it.
 
         Raises :class:`~pipecat_tiny_audio.audio.AudioInputError` for non-1-D input, other dtypes,
         NaN/Inf, or float samples far outside [-1, 1].
         """
-        run_steps(self.model.llm, self.feed_steps(audio))
+        run_steps(self.model.llm, self.feed_steps(audio, follow))
 
     def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
         """Hypothesis for the audio encoded so far (in chunked mode, the unfinished chunk waits).
@@ -204,13 +210,15 @@ class StreamingDecoder:
         """
         return run_steps(self.model.llm, self.finalize_steps(), interrupt)
 
-    def feed_steps(self, audio: np.ndarray) -> Steps[None]:
+    def feed_steps(self, audio: np.ndarray, follow: bool = True) -> Steps[None]:
         """:meth:`feed` as steps: a compute per chunk it encodes, LLM passes for a recogniser's beam (one
         per chunk) and at a segment cut."""
         audio = np.asarray(audio)
         if audio.ndim != 1:
             raise AudioInputError(f"expected 1-D 16 kHz mono audio, got shape {audio.shape}")
         audio = as_float_samples(audio)
+        if not follow and self._whole_final:
+            self._following = False
         while audio.size:
             room = self._max_samples - self._audio.size
             yield from self._append(audio[:room])
@@ -261,6 +269,7 @@ class StreamingDecoder:
         self._audio.truncate(0)
         self._peak = 0.0
         self._encoded = 0  # samples of the segment already encoded as whole chunks
+        self._following = True  # encoding chunks as they complete (see feed's ``follow``)
         self._frames = torch.zeros(0, self.model.config.encoder_dim, device=self._device)
         self._cached_groups = 0  # audio tokens in the KV cache after the prefix
         self._tokens: list[int] = []  # last hypothesis: the next decode's draft
@@ -276,7 +285,7 @@ class StreamingDecoder:
         self._audio.append(samples)
         self._peak = max(self._peak, float(np.abs(samples).max()))
         step = self._mode.chunk_samples
-        if step is None:
+        if step is None or not self._following:
             return
         audio = self._audio.view()
         while self._encoded + step + self._mode.lookahead_samples <= audio.size:
@@ -379,7 +388,7 @@ class StreamingDecoder:
         step = self._mode.chunk_samples
         if step is not None:
             # Chunks whose audio or look-ahead ends after the cut saw audio the segment no longer has.
-            self._encoded = max(0, (cut - self._mode.lookahead_samples) // step * step)
+            self._encoded = min(self._encoded, max(0, (cut - self._mode.lookahead_samples) // step * step))
             self._frames = self._frames[: self._encoded // SAMPLES_PER_FRAME]
             kept_groups = self._frames.shape[0] // self._k
             if self._cached_groups > kept_groups:

@@ -54,7 +54,7 @@ from pipecat.utils.tracing.service_decorators import traced_stt
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE, AudioInputError
 from pipecat_tiny_audio.batch_scheduler import Priority, SchedulerStats
-from pipecat_tiny_audio.commands import Audio, CommandQueue, Interrupt, Preview, Start, Stop, Switch
+from pipecat_tiny_audio.commands import CATCH_UP_SECONDS, Audio, CommandQueue, Interrupt, Preview, Start, Stop, Switch
 from pipecat_tiny_audio.model_process import ModelProcess, ProcessDecoder
 from pipecat_tiny_audio.modeling import TinyAudioModel
 from pipecat_tiny_audio.resampling import StreamResampler
@@ -382,7 +382,9 @@ class TinyAudioSTT(STTService):
             turn.holding = False
             # Audio that a queued preview or stop waits for is as urgent as the final it leads to.
             final_waits = self._commands.has(Preview) or self._commands.has(Stop)
-            await turn.decoder.feed(command.samples, Priority.FINAL if final_waits else Priority.AUDIO)
+            behind = self._commands.backlog_seconds + command.samples.size / SAMPLE_RATE
+            priority = Priority.FINAL if final_waits else Priority.AUDIO
+            await turn.decoder.feed(command.samples, priority, follow=behind <= CATCH_UP_SECONDS)
         elif isinstance(command, Start):
             if turn.pending_switch is not None:
                 await self._switch(turn, turn.pending_switch)
