@@ -9,7 +9,8 @@ the other, so memory and CPU figures are its own.
 
 Per N: final latency p50/p90 (VAD stop → final), first interim p50 (after speech start), interims per
 turn, CPU seconds per second of audio (all sessions' audio), peak RSS, the furthest any session fell
-behind real time (its queued audio, ours), the mean LLM passes per batched forward (ours) and WER.
+behind real time (how long its oldest queued audio waited; ours), the mean LLM passes per batched forward
+(ours) and WER.
 Then the issue's targets per N and how the figures change per added session.
 
     python benchmarks/concurrency.py                                  # N = 1 2 4 8, 10 clips per session
@@ -86,10 +87,10 @@ async def serve(system: str, args) -> dict:
     rss = PeakRss()
     cpu = wall = 0.0
 
-    async def watch_backlog() -> None:
+    async def watch_lag() -> None:
         while True:
             for i, stt in enumerate(stts):
-                behind[i] = max(behind[i], getattr(stt, "backlog_seconds", 0.0))
+                behind[i] = max(behind[i], getattr(stt, "lag_seconds", 0.0))
             await asyncio.sleep(0.1)
 
     async def feed(i: int) -> None:
@@ -103,7 +104,7 @@ async def serve(system: str, args) -> dict:
         await asyncio.gather(*(feed(i) for i in range(n)))
         cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
 
-    watchers = [asyncio.create_task(rss.watch()), asyncio.create_task(watch_backlog())]
+    watchers = [asyncio.create_task(rss.watch()), asyncio.create_task(watch_lag())]
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(*workers)
     await asyncio.gather(runner.run(), feed_all())
@@ -139,7 +140,7 @@ async def serve(system: str, args) -> dict:
         "interims_per_turn": float(np.mean(pooled["interims"])),
         "cpu_per_audio_second": cpu / audio_seconds,
         "peak_rss_mb": rss.bytes / 2**20,
-        "max_behind_s": max(behind) if system == "ours" else float("nan"),  # ours only: queued audio
+        "max_behind_s": max(behind) if system == "ours" else float("nan"),  # ours only: oldest queued audio
         "wer": wer([r or "<empty>" for r in pooled["refs"]], pooled["hyps"]),
         "load_seconds": load_seconds,
         "unanswered": pooled["unanswered"],

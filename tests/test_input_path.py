@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from loguru import logger
 
@@ -39,6 +41,19 @@ def test_a_session_far_behind_real_time_warns_and_keeps_its_memory_bounded():
     audio = queue.take()  # the queued audio comes as one command, and the stop after it
     assert isinstance(audio, Audio) and audio.samples.size == MAX_BACKLOG_SECONDS * 16000
     assert isinstance(queue.take(), Stop) and queue.backlog_seconds == 0 and not queue
+
+
+def test_how_far_behind_a_session_is_counts_how_long_its_oldest_audio_waited_not_how_much_there_is():
+    queue = CommandQueue("TinyAudioSTT#0")
+    queue.send(Audio(np.zeros(16000, np.float32)))  # a second of pre-roll at once: not behind
+    assert queue.backlog_seconds == 1.0 and queue.lag_seconds < 0.5
+    queue.clear()
+    first = Audio(np.zeros(320, np.float32), received=time.monotonic() - 2.0)  # queued two seconds ago
+    queue.send(first)
+    queue.send(Audio(np.zeros(320, np.float32)))
+    assert queue.lag_seconds >= 2.0
+    taken = queue.take()  # the two as one command that has waited as long as its first part
+    assert taken.samples.size == 640 and taken.received == first.received and queue.lag_seconds == 0.0
 
 
 def test_a_partial_is_given_up_once_its_sessions_audio_piles_up_behind_it():

@@ -5,8 +5,8 @@ queues commands; the decode loop takes them in order. The queue also holds the p
 session close to real time: a partial in flight is given up when anything but more audio arrives, or
 when the audio waiting behind it passes :data:`PARTIAL_BACKLOG_SECONDS`, and a speculative final when
 speech resumes. When the model cannot keep up, the audio waiting here
-is how far behind real time the session is: past :data:`CATCH_UP_SECONDS` the utterance's decoder
-stops following it chunk by chunk (a model with whole-utterance finals then skips the work of
+says how far behind real time the session is: when its oldest audio has waited :data:`CATCH_UP_SECONDS`,
+the utterance's decoder stops following it chunk by chunk (a model with whole-utterance finals then skips the work of
 partials until the utterance ends), a warning says when it is further behind, and past
 :data:`MAX_BACKLOG_SECONDS` new audio is dropped so memory stays bounded.
 """
@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,11 @@ from loguru import logger
 
 from pipecat_tiny_audio.audio import SAMPLE_RATE
 
-CATCH_UP_SECONDS = 0.75  # a session this far behind stops following its utterance chunk by chunk
-BEHIND_WARNING_SECONDS = 1.0  # warn when a session's queued audio is this far behind real time
+# A session whose audio has waited this long stops following its utterance chunk by chunk. Eight sessions on
+# 2 cores (benchmarks/concurrency.py): 0.75 s kept them 1.4 s behind at worst, finals p90 964 ms; 0.25 s 1.1 s,
+# 520 ms, and most of their interims.
+CATCH_UP_SECONDS = 0.25
+BEHIND_WARNING_SECONDS = 1.0  # warn when a session's oldest queued audio has waited this long
 PARTIAL_BACKLOG_SECONDS = 0.25  # a partial that keeps this much of its session's audio waiting is given up
 WARNING_INTERVAL_SECONDS = 5.0
 MAX_BACKLOG_SECONDS = 20.0  # past this, new audio is dropped: a transcript that late is of no use
@@ -69,9 +72,10 @@ class Start:
 
 @dataclass
 class Audio:
-    """16 kHz mono float32 samples of the utterance."""
+    """16 kHz mono float32 samples of the utterance, and when they were queued (``time.monotonic()``)."""
 
     samples: np.ndarray
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -121,6 +125,13 @@ class CommandQueue:
         """Seconds of audio queued for the decoder and not yet fed: how far behind real time it is."""
         return self._queued / SAMPLE_RATE
 
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest queued audio has waited: how far behind real time the session is. (A
+        pre-roll queued all at once is not behind, though it is a lot of audio.)"""
+        audio = next((c for c in self._commands if isinstance(c, Audio)), None)
+        return 0.0 if audio is None else time.monotonic() - audio.received
+
     def send(self, command: Any) -> None:
         """Queue ``command``, giving up whatever in-flight work it makes pointless."""
         if self.closed:
@@ -146,7 +157,7 @@ class CommandQueue:
             while self._commands and isinstance(self._commands[0], Audio):
                 parts.append(self._commands.popleft().samples)
             self._queued -= sum(p.size for p in parts)
-            command = Audio(np.concatenate(parts))
+            command = Audio(np.concatenate(parts), command.received)
         return command
 
     def has(self, kind: type) -> bool:
@@ -186,8 +197,9 @@ class CommandQueue:
                 "dropping", f"{behind:.1f} s behind real time: new audio past {MAX_BACKLOG_SECONDS:g} s is dropped"
             )
             return False
-        if behind > BEHIND_WARNING_SECONDS:
-            self._warn("behind", f"{behind:.1f} s behind real time: interim transcripts thin out first")
+        lag = self.lag_seconds
+        if lag > BEHIND_WARNING_SECONDS:
+            self._warn("behind", f"{lag:.1f} s behind real time: interim transcripts thin out first")
         self._queued += samples
         return True
 

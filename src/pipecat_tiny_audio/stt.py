@@ -236,6 +236,11 @@ class TinyAudioSTT(STTService):
         """Seconds of audio queued for the decoder and not yet fed: near 0 while it keeps up."""
         return self._commands.backlog_seconds
 
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest audio queued for the decoder has waited: how far behind real time it is."""
+        return self._commands.lag_seconds
+
     def can_generate_metrics(self) -> bool:
         return True
 
@@ -382,9 +387,9 @@ class TinyAudioSTT(STTService):
             turn.holding = False
             # Audio that a queued preview or stop waits for is as urgent as the final it leads to.
             final_waits = self._commands.has(Preview) or self._commands.has(Stop)
-            behind = self._commands.backlog_seconds + command.samples.size / SAMPLE_RATE
+            lag = time.monotonic() - command.received
             priority = Priority.FINAL if final_waits else Priority.AUDIO
-            await turn.decoder.feed(command.samples, priority, follow=behind <= CATCH_UP_SECONDS)
+            await turn.decoder.feed(command.samples, priority, follow=lag <= CATCH_UP_SECONDS)
         elif isinstance(command, Start):
             if turn.pending_switch is not None:
                 await self._switch(turn, turn.pending_switch)
