@@ -1,13 +1,14 @@
-"""Random accents for espeak-ng voices: phoneme substitutions nobody spoke before (``synth --random-accents N``).
+"""Random accents: phoneme substitutions nobody spoke before (``synth --random-accents N``).
 
 espeak-ng's English accents differ in their rules (rhoticity, a few vowels) but every one of them says "three"
 with a /θ/ and "very" with a /v/. People do not: across the world's Englishes and second-language speakers the
 same few substitutions recur (th-stopping "tree", th-fronting "free", h-dropping, "sing" as "sin", merged
 vowels "ship"/"sheep", devoiced final consonants, v/w and r/l swaps, full vowels for schwas). A recogniser that
 never heard them spells what it hears ("tree") and leaves the repair to the LLM's weak prior. Each random
-accent here is a handful of such substitutions, each applied to a share of the phonemes it could change; the
-clip is spoken from espeak-ng's own phonemes (``-x``) with the substitutions made, clause by clause so the
-intonation of the punctuation stays (an accent with no substitution renders byte-identical to plain text).
+accent here is a handful of such substitutions, each applied to a share of the phonemes it could change. An
+espeak-ng clip is spoken from espeak-ng's own phonemes (``-x``) with the substitutions made, clause by clause so
+the intonation of the punctuation stays (with no substitution that renders as the plain text does); a Kokoro
+clip gets the same substitutions in Kokoro's symbols (:mod:`trainer.kokoro_tts`).
 
 An accent depends on its number only, and which phonemes of a sentence it changes on (number, sentence), so
 any machine renders the same clip.
