@@ -234,6 +234,37 @@ def test_a_decoder_behind_real_time_stops_following_and_its_final_still_hears_ev
     assert len(chunks) == 2 * encoded_in_time
 
 
+def test_the_first_words_are_read_ahead_of_their_chunk_and_then_the_chunks_take_over(base_model, say, monkeypatch):
+    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
+    encodings = []
+    encode = streaming.encode_chunk_at
+    monkeypatch.setattr(streaming, "encode_chunk_at", lambda *args: encodings.append(args) or encode(*args))
+    sentence = "please read the last message from sarah out loud"
+    audio = say(sentence)
+    decoder = StreamingDecoder(recogniser)
+    partials = []  # (seconds fed, text, chunks the partial encoded itself)
+    for start in range(0, audio.size, 1600):  # a partial every 0.1 s
+        decoder.feed(audio[start : start + 1600])
+        before = len(encodings)
+        partials.append((decoder.audio_seconds, decoder.partial().text, len(encodings) - before))
+    final = decoder.finalize()
+
+    first = next(p for p in partials if p[1])
+    assert first[2] > 0  # read ahead: its words were in chunks the stream had not completed
+    assert final.lower().split()[: len(first[1].split())] == first[1].lower().split(), (first, final)
+    later = [p for p in partials if p[0] > first[0] + 1.0]
+    assert later and all(encoded == 0 for _, _, encoded in later)  # once the chunks hear words, no extra work
+
+    chunk_finals = StreamingDecoder(recogniser, whole_utterance_final=False)
+    chunk_finals.feed(audio[: round(first[0] * 16000) - 1600])
+    chunk_finals.partial()  # the words a first reading ahead finds are shown once a second one agrees
+    chunk_finals.feed(audio[round(first[0] * 16000) - 1600 : round(first[0] * 16000)])
+    assert chunk_finals.partial().text == first[1]
+    alone = StreamingDecoder(recogniser, whole_utterance_final=False)
+    alone.feed(audio[: round(first[0] * 16000)])
+    assert chunk_finals.finalize() == alone.finalize()  # the final reads them its own way
+
+
 def test_a_whole_utterance_final_transcribes_speech_longer_than_whisper_s_window(base_model, say):
     recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
     recogniser.config.whole_utterance_final = True

@@ -39,3 +39,14 @@ def test_a_turn_split_into_utterances_keeps_their_finals_until_a_new_turn(tiny_m
 
     turn.start()
     assert turn.said == ""
+
+
+def test_an_interim_that_only_drops_the_last_one_s_later_words_is_not_news(tiny_model):
+    turn = TurnState(shared=None, decoder=StreamingDecoder(tiny_model), partial_interval=0.5)
+    turn.start()
+    assert turn.is_news("Please read")  # the first words, read ahead of their chunks
+    assert not turn.is_news("Please")  # the chunks' own partial, not there yet
+    assert not turn.is_news("Please read")
+    assert turn.is_news("Please read the last")
+    assert turn.is_news("Please lead the")  # a changed word is news, even in fewer words
+    assert turn.last_text == "Please lead the"

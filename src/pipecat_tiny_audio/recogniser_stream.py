@@ -76,6 +76,18 @@ class RecogniserStream:
         rest = torch.cat([self._pending, tail.to(self._pending)])
         return (yield from self._finish(self._search.copy(), rest, self._past, self._positions))
 
+    def read_ahead_steps(self, tail: torch.Tensor) -> Steps[str]:
+        """The beam's best text for the frames fed plus ``tail`` (frames, d) that may still change, without the
+        LLM: new words count as the lexicon's guesses and nothing is rescored, so it costs only the tail's
+        posteriors (a partial that reads ahead of the complete chunks). The stream itself is left as it was."""
+        search = self._search.copy()
+        search.every = 0
+        rest, past, positions = torch.cat([self._pending, tail.to(self._pending)]), self._past, self._positions
+        for start in range(0, rest.shape[0], self._block):
+            log_probs, past, positions = yield self._log_probs(rest[start : start + self._block], past, positions)
+            yield from search.advance_steps(log_probs)
+        return _capitalized(search.best())
+
     def whole_final_steps(self, whole: torch.Tensor) -> Steps[str]:
         """Transcript of the segment's whole-utterance features ``whole`` (frames, d) instead of its chunks':
         the beam starts over on them, keeping the LLM's scores of the stream's words, so it passes the LLM

@@ -195,7 +195,8 @@ class StreamingDecoder:
         run_steps(self.model.llm, self.feed_steps(audio, follow))
 
     def partial(self, interrupt: threading.Event | None = None) -> Hypothesis | None:
-        """Hypothesis for the audio encoded so far (in chunked mode, the unfinished chunk waits).
+        """Hypothesis for the audio encoded so far (in chunked mode the unfinished chunk waits, except
+        before a recogniser has heard the segment's first words: then it is read with the look-ahead it has).
 
         Setting ``interrupt`` (from another thread) abandons the decode before its next forward
         pass and returns ``None``, so a partial never delays a final the caller needs now.
@@ -274,7 +275,8 @@ class StreamingDecoder:
         self._cached_groups = 0  # audio tokens in the KV cache after the prefix
         self._tokens: list[int] = []  # last hypothesis: the next decode's draft
         self._words: list[str] = []
-        self._decoded: int | None = None  # samples covered by the last decode
+        self._read_ahead: list[str] = []  # the last partial's words read ahead of the chunks
+        self._decoded: tuple[int, bool] | None = None  # samples the last decode covered; a chunked final?
         # A recogniser ("rescore" reading) follows the whole chunks as they are encoded.
         rescores = self.model.config.reading == "rescore"
         self._recogniser = RecogniserStream(self.model, self._preceding()) if rescores else None
@@ -299,12 +301,12 @@ class StreamingDecoder:
         """Encoding the chunk at ``start``: a unit of work a scheduler may run beside LLM passes."""
         return Compute(functools.partial(encode_chunk_at, self.model.encoder, audio, start, self._mode))
 
-    def _features(self, final: bool) -> Steps[torch.Tensor]:
-        """Encoder frames of the segment: complete chunks, plus the unfinished one when ``final``."""
+    def _features(self, tail: bool) -> Steps[torch.Tensor]:
+        """Encoder frames of the segment: complete chunks, plus the unfinished one when ``tail``."""
         audio = self._audio.view()
         if self._mode.chunk_samples is None:
             return (yield Compute(functools.partial(encode_audio, self.model.encoder, audio, self._mode)))
-        if not final or self._encoded == audio.size:
+        if not tail or self._encoded == audio.size:
             return self._frames
         # The unfinished chunk, and with look-ahead the chunks still waiting for theirs.
         tail = []
@@ -313,19 +315,28 @@ class StreamingDecoder:
         return torch.cat([self._frames, *tail])
 
     def _decode(self, final: bool) -> Steps[list[int]]:
-        # A hypothesis depends only on the samples it covers: decoding them again would repeat it.
-        covers = self._encoded if self._mode.chunk_samples is not None and not final else self._audio.size
-        if covers == self._decoded:
+        chunked = self._mode.chunk_samples is not None
+        if chunked and not final and not self._following:
+            return self._tokens  # behind real time: partials stay where they are
+        # Until the recogniser's stream hears a word, a partial also reads the unfinished chunks (encoded with
+        # the look-ahead they have, as a chunked final does): the first words show when they are said, not a
+        # chunk and its look-ahead later. It costs the tail's encoding (no LLM pass), only at an utterance's start.
+        first_words = not final and self._recogniser is not None and not self._recogniser.partial()
+        tail = chunked and (first_words or (final and not self._whole_final))
+        covers = self._audio.size if tail or final or not chunked else self._encoded
+        # A hypothesis depends only on the samples it covers and how it reads them: decoding again would repeat it.
+        decoded = (covers, final and chunked)
+        if decoded == self._decoded:
             return self._tokens
-        self._decoded = covers
+        self._decoded = decoded
         if covers == 0 or self._offset + covers < MIN_SAMPLES or self._peak < SILENCE_PEAK:  # nothing said
             self._tokens = []
             return self._tokens
         try:
             # A whole-utterance final needs only the chunks the recogniser's stream has had.
-            features = yield from self._features(final and not self._whole_final)
+            features = yield from self._features(tail)
             if self.model.config.reading == "rescore":
-                self._tokens = yield from self._rescored(features, final)
+                self._tokens = yield from self._rescored(features, final, tail)
             else:
                 self._tokens = yield from self._generated(features)
         except Interrupted:
@@ -333,7 +344,7 @@ class StreamingDecoder:
             raise
         return self._tokens
 
-    def _rescored(self, features: torch.Tensor, final: bool) -> Steps[list[int]]:
+    def _rescored(self, features: torch.Tensor, final: bool, tail: bool) -> Steps[list[int]]:
         """No audio tokens: the recogniser spells, the LLM steers its beam and picks the final."""
         if self._mode.chunk_samples is None:  # whole-utterance frames change with every sample: start over
             text = yield from RecogniserStream(self.model, self._preceding()).final_steps(features)
@@ -341,8 +352,12 @@ class StreamingDecoder:
             audio = self._audio.view()
             whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, FeatureMode()))
             text = yield from self._recogniser.whole_final_steps(whole)
-        elif final:
+        elif final and tail:
             text = yield from self._recogniser.final_steps(features[self._frames.shape[0] :])
+        elif tail:  # the first words, read ahead of their chunks: those two readings in a row agree on
+            words = (yield from self._recogniser.read_ahead_steps(features[self._frames.shape[0] :])).split()[:-1]
+            text = " ".join(words[: _common_prefix(self._read_ahead, words)])
+            self._read_ahead = words
         else:
             text = self._recogniser.partial()
         return self.model.tokenizer(text, add_special_tokens=False).input_ids

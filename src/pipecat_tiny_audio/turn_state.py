@@ -59,8 +59,10 @@ class TurnState:
         self.said = f"{self.said} {final}".strip()
 
     def is_news(self, text: str | None) -> bool:
-        """Whether ``text`` is worth an interim (non-empty and not the last one); it becomes the last one."""
-        if not text or text == self.last_text:
+        """Whether ``text`` is worth an interim; it becomes the last one. Not news: empty, the last one
+        again, or the last one's first words only (a partial lagging behind one that read further ahead,
+        such as the first words read before their chunk was complete, or a held pause's preview)."""
+        if not text or self.last_text.split()[: len(text.split())] == text.split():
             return False
         self.last_text = text
         return True
