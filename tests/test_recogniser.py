@@ -211,12 +211,21 @@ def test_chunk_finals_skip_the_whole_utterance_encoding_and_match_a_chunk_final_
     assert len(whole_encodings) == 1
 
 
-def test_a_decoder_behind_real_time_stops_following_and_its_final_still_hears_everything(base_model, say, monkeypatch):
+@pytest.fixture
+def chunk_encodings(monkeypatch) -> list[tuple]:
+    """The arguments of every chunk encoding a decoder runs, in order (the real encoder still runs)."""
+    encodings = []
+    encode = streaming.encode_chunk_at
+    monkeypatch.setattr(streaming, "encode_chunk_at", lambda *args: encodings.append(args) or encode(*args))
+    return encodings
+
+
+def test_a_decoder_behind_real_time_stops_following_and_its_final_still_hears_everything(
+    base_model, say, chunk_encodings
+):
     recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
     assert recogniser.whole_utterance_final
-    chunks = []
-    encode = streaming.encode_chunk_at
-    monkeypatch.setattr(streaming, "encode_chunk_at", lambda *args: chunks.append(args) or encode(*args))
+    chunks = chunk_encodings
     sentence = "please read the last message from sarah out loud"
     audio = say(sentence)
     decoder = StreamingDecoder(recogniser)
@@ -234,11 +243,9 @@ def test_a_decoder_behind_real_time_stops_following_and_its_final_still_hears_ev
     assert len(chunks) == 2 * encoded_in_time
 
 
-def test_the_first_words_are_read_ahead_of_their_chunk_and_then_the_chunks_take_over(base_model, say, monkeypatch):
+def test_the_first_words_are_read_ahead_of_their_chunk_and_then_the_chunks_take_over(base_model, say, chunk_encodings):
     recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
-    encodings = []
-    encode = streaming.encode_chunk_at
-    monkeypatch.setattr(streaming, "encode_chunk_at", lambda *args: encodings.append(args) or encode(*args))
+    encodings = chunk_encodings
     sentence = "please read the last message from sarah out loud"
     audio = say(sentence)
     decoder = StreamingDecoder(recogniser)
