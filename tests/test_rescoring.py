@@ -208,3 +208,17 @@ def test_rescoring_needs_a_recogniser(tiny_config):
         TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), **headless, "reading": "rescore"}))
     with pytest.raises(ValueError, match="reading must be one of"):
         TinyAudioModel(TinyAudioConfig.from_dict({**tiny_config.to_dict(), "reading": "guess"}))
+
+
+def test_a_finished_line_scores_its_newline_from_the_rows_it_already_has(base_model):
+    """A final's N best end in a newline that nothing follows: it needs no row of its own in the pass."""
+    llm, tokenizer = base_model.llm, base_model.tokenizer
+    scorer = TextScorer(base_model.embed_tokens, tokenizer)
+    run_steps(llm, scorer.score_steps(["set a timer"], finished=False))  # the stream's words
+    scorer.keep_ends(["set a timer"])
+    before = scorer.cache.get_seq_length()
+
+    (score,) = run_steps(llm, scorer.score_steps(["set a timer"]))
+
+    assert scorer.cache.get_seq_length() == before  # no pass at all
+    assert score == pytest.approx(line_log_prob(llm, tokenizer, SCORING_CONTEXT, "Set a timer\n"), abs=1e-3)

@@ -63,7 +63,7 @@ class RecogniserStream:
         self._pending = torch.cat([self._pending, frames.to(self._pending)])
         while self._pending.shape[0] >= self._block:
             block, self._pending = self._pending[: self._block], self._pending[self._block :]
-            log_probs, self._past, self._positions = yield self._log_probs(block, self._past, self._positions)
+            (log_probs,), self._past, self._positions = yield self._log_probs(block, self._past, self._positions)
             yield from self._search.advance_steps(log_probs)
 
     def partial(self) -> str:
@@ -82,9 +82,8 @@ class RecogniserStream:
         posteriors (a partial that reads ahead of the complete chunks). The stream itself is left as it was."""
         search = self._search.copy()
         search.every = 0
-        rest, past, positions = torch.cat([self._pending, tail.to(self._pending)]), self._past, self._positions
-        for start in range(0, rest.shape[0], self._block):
-            log_probs, past, positions = yield self._log_probs(rest[start : start + self._block], past, positions)
+        rest = torch.cat([self._pending, tail.to(self._pending)])
+        for log_probs in (yield from self._tail_log_probs(rest, self._past, self._positions)):
             yield from search.advance_steps(log_probs)
         return _capitalized(search.best())
 
@@ -102,8 +101,7 @@ class RecogniserStream:
         """Advance ``search`` (a copy: the stream's own is not touched) over ``rest``, then let the LLM pick."""
         scored = search.scorer.cache.get_seq_length()
         try:
-            for start in range(0, rest.shape[0], self._block):
-                log_probs, past, positions = yield self._log_probs(rest[start : start + self._block], past, positions)
+            for log_probs in (yield from self._tail_log_probs(rest, past, positions)):
                 yield from search.advance_steps(log_probs)
             hypotheses = search.hypotheses()
             texts = [text for text, _ in hypotheses]
@@ -123,17 +121,27 @@ class RecogniserStream:
         )
         return _capitalized(text)
 
+    def _tail_log_probs(self, frames: torch.Tensor, past: list[torch.Tensor], positions: int) -> Steps[list]:
+        """Each block's log-posteriors of frames the stream keeps no state for (none: no unit of work)."""
+        return (yield self._log_probs(frames, past, positions))[0] if frames.shape[0] else []
+
     def _log_probs(self, frames: torch.Tensor, past: list[torch.Tensor], positions: int) -> Compute:
-        """Computing one block's CPU float [positions, classes] CTC log-posteriors, with the next block's
-        ``past``: a unit of work a scheduler may run beside LLM passes, as it does the chunk's encoding."""
+        """Computing the CPU float [positions, classes] CTC log-posteriors of each block of ``frames`` in turn,
+        with the ``past`` and first position of the block after them: a unit of work a scheduler may run beside
+        LLM passes, as it does the chunk's encoding. All the blocks of a final are one unit, so it does not
+        wait its turn again for each of them."""
 
         @torch.no_grad()
-        def compute() -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        def compute() -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
             projector = self.model.projector
             weights = next(projector.parameters())
-            hidden, following = projector.encode_block(frames[None].to(weights), past, positions)
-            log_probs = projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu()
-            return log_probs, following, positions + hidden.shape[1]
+            blocks, at, following = [], positions, past
+            for start in range(0, frames.shape[0], self._block):
+                block = frames[None, start : start + self._block].to(weights)
+                hidden, following = projector.encode_block(block, following, at)
+                blocks.append(projector.ctc_logits(hidden)[0].float().log_softmax(-1).cpu())
+                at += hidden.shape[1]
+            return blocks, following, at
 
         return Compute(compute)
 

@@ -125,23 +125,28 @@ class TextScorer:
 
     def score_steps(self, texts: list[str], finished: bool = True) -> Steps[list[float]]:
         """Each text's log-probability as the line after the context (its newline included when
-        ``finished``, else as the beginning of that line); at most one pass, for the tokens not in the tree."""
+        ``finished``, else as the beginning of that line); at most one pass, for the tokens not in the tree.
+
+        A finished line's last token is scored from the row of the token before it and gets no row of its
+        own: nothing ever follows it, so the pass computes one token less per line (a final's N best)."""
         paths = [self._path(text, finished) for text in texts]
         past = self.cache.get_seq_length()
         new: dict[tuple[int, ...], int] = {}  # a path prefix -> its token's index in this pass
         parents: list[int] = []  # per token of the pass: its parent's cache index after the pass (-1: none)
         for path in paths:
-            if path in self._nodes:
+            body = path[:-1] if finished else path  # the tokens that need rows
+            if path in self._nodes or body in new or (finished and self._nodes.get(body) in self._next):
                 continue
             start = next(
-                (k for k in range(len(path) - 1, 0, -1) if path[:k] in new or self._nodes.get(path[:k]) in self._next),
+                (k for k in range(len(body) - 1, 0, -1) if body[:k] in new or self._nodes.get(body[:k]) in self._next),
                 0,
             )
-            for end in range(start + 1, len(path) + 1):
-                if path[:end] not in new:
-                    parent = path[: end - 1]
+            for end in range(start + 1, len(body) + 1):
+                if body[:end] not in new:
+                    parent = body[: end - 1]
                     parents.append(past + new[parent] if parent in new else self._nodes.get(parent, -1))
-                    new[path[:end]] = len(parents) - 1
+                    new[body[:end]] = len(parents) - 1
+        log_probs = None
         if new:
             visible = torch.zeros(len(new), past + len(new), dtype=torch.bool)
             lineage = []
@@ -153,18 +158,28 @@ class TextScorer:
             logits = yield Forward(self.embed(tokens), self.cache, len(new), visible)
             log_probs = logits.float().log_softmax(-1)  # the row of a token predicts the token after it
             for (prefix, i), parent, line in zip(new.items(), parents, lineage, strict=True):
-                if len(prefix) <= len(self.context):
-                    total = 0.0
-                else:
-                    after = log_probs[parent - past] if parent >= past else self._next[parent]
-                    total = self._total[parent] + after[prefix[-1]].item()
                 self._nodes[prefix] = past + i
                 self._lineage.append(line)
-                self._total.append(total)
+                self._total.append(self._after(prefix, parent, log_probs, past))
             for path in [*paths, self.context]:
                 if path in new:
                     self._next[past + new[path]] = log_probs[new[path]]
-        return [self._total[self._nodes[path]] for path in paths]
+        if not finished:
+            return [self._total[self._nodes[path]] for path in paths]
+        return [
+            self._total[self._nodes[path]]
+            if path in self._nodes
+            else self._after(path, self._nodes[path[:-1]], log_probs, past)
+            for path in paths
+        ]
+
+    def _after(self, path: tuple[int, ...], parent: int, log_probs: torch.Tensor | None, past: int) -> float:
+        """The log-probability of ``path`` after the context, from its parent's (cache index ``parent``)
+        total and next-token row (this pass's ``log_probs`` from ``past`` on, or a kept one)."""
+        if len(path) <= len(self.context):
+            return 0.0
+        after = log_probs[parent - past] if parent >= past else self._next[parent]
+        return self._total[parent] + after[path[-1]].item()
 
     def keep_ends(self, texts: list[str]) -> None:
         """Keep the next-token log-probabilities of these unfinished texts' ends only (and the context's)."""
