@@ -10,6 +10,7 @@ A typical run (each command has --help):
   python -m trainer train --config base --resume           # continue exactly where it stopped
   python -m trainer train --config base init_from=my-model run_dir=runs/tuned   # fine-tune a model
   python -m trainer eval --model runs/base --out runs/base/eval
+  python -m trainer average runs/a/model runs/b/model --out soup   # mean weights of fine-tuned runs
   python -m trainer export runs/base --out my-model --results runs/base/eval/results.json
   python -m trainer push my-model --repo-id me/my-model
 """
@@ -102,6 +103,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
         results = evaluate(load_model(args.source)[0], args.eval_data, Path(args.out) / "eval")
     export(args.source, args.out, results, args.name, args.tags, args.license)
+
+
+def cmd_average(args: argparse.Namespace) -> None:
+    from trainer.average import average
+
+    if len(args.models) < 2:
+        raise ConfigError("average needs at least two models")
+    average(args.models, args.out, args.like)
 
 
 def cmd_push(args: argparse.Namespace) -> None:
@@ -220,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tags", nargs="*", default=[], help="extra Hub tags")
     export.add_argument("--license", default="mit")
     export.set_defaults(func=cmd_export)
+
+    soup = commands.add_parser(
+        "average", help="one model whose weights are the mean of several fine-tuned from the same start"
+    )
+    soup.add_argument("models", nargs="+", help="model folders (e.g. runs/NAME/model), each weighted the same")
+    soup.add_argument("--out", required=True, help="new model folder")
+    soup.add_argument("--like", help="model folder whose config and tokenizer the result takes (default: the first)")
+    soup.set_defaults(func=cmd_average)
 
     push = commands.add_parser("push", help="upload an exported folder to the Hugging Face Hub")
     push.add_argument("folder", help="folder written by export")
