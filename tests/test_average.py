@@ -17,7 +17,8 @@ def _runs(model: TinyAudioModel, root, n: int) -> list:
     folders = []
     for i in range(n):
         with torch.no_grad():
-            for param in [*model.projector.parameters(), *(p for n, p in model.llm.named_parameters() if "lora_" in n)]:
+            lora = (p for name, p in model.llm.named_parameters() if "lora_" in name)
+            for param in [*model.projector.parameters(), *lora]:
                 param.add_(torch.randn_like(param) * 0.1)
         model.save_pretrained(root / f"run{i}")
         folders.append(root / f"run{i}")

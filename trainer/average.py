@@ -14,19 +14,9 @@ from pathlib import Path
 
 import torch
 from loguru import logger
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from pipecat_tiny_audio.modeling import ADAPTER_FILE, PROJECTOR_FILE, CheckpointError
-
-
-def _weights(folder: Path, name: str) -> dict[str, torch.Tensor] | None:
-    path = folder / name
-    if not path.is_file():
-        return None
-    try:
-        return load_file(path)
-    except Exception as e:
-        raise CheckpointError(f"{path} is corrupt or truncated ({e})") from None
+from pipecat_tiny_audio.modeling import ADAPTER_FILE, PROJECTOR_FILE, CheckpointError, _load_safetensors
 
 
 def _check_alike(states: list[dict[str, torch.Tensor]], names: list[Path]) -> None:
@@ -69,10 +59,10 @@ def average(models: Sequence[str | Path], out: str | Path, like: str | Path | No
             raise CheckpointError(f"{folder} is not a model folder: it has no {PROJECTOR_FILE}")
     souped = {}
     for name in (PROJECTOR_FILE, ADAPTER_FILE):
-        reference = _weights(template, name)
+        reference = _load_safetensors(template / name, required=False)
         if reference is None:  # the result has the weight files its template has
             continue
-        states = [_weights(folder, name) for folder in folders]
+        states = [_load_safetensors(folder / name, required=False) for folder in folders]
         missing = [str(folder) for folder, state in zip(folders, states, strict=True) if state is None]
         if missing:
             raise CheckpointError(f"{', '.join(missing)} lack {name}, which {template} has")
