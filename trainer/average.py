@@ -16,7 +16,7 @@ import torch
 from loguru import logger
 from safetensors.torch import save_file
 
-from pipecat_tiny_audio.modeling import ADAPTER_FILE, PROJECTOR_FILE, CheckpointError, _load_safetensors
+from pipecat_tiny_audio.modeling import ADAPTER_FILE, PROJECTOR_FILE, CheckpointError, load_safetensors
 
 
 def _check_alike(states: list[dict[str, torch.Tensor]], names: list[Path]) -> None:
@@ -59,10 +59,10 @@ def average(models: Sequence[str | Path], out: str | Path, like: str | Path | No
             raise CheckpointError(f"{folder} is not a model folder: it has no {PROJECTOR_FILE}")
     souped = {}
     for name in (PROJECTOR_FILE, ADAPTER_FILE):
-        reference = _load_safetensors(template / name, required=False)
+        reference = load_safetensors(template / name, required=False)
         if reference is None:  # the result has the weight files its template has
             continue
-        states = [_load_safetensors(folder / name, required=False) for folder in folders]
+        states = [load_safetensors(folder / name, required=False) for folder in folders]
         missing = [str(folder) for folder, state in zip(folders, states, strict=True) if state is None]
         if missing:
             raise CheckpointError(f"{', '.join(missing)} lack {name}, which {template} has")

@@ -424,11 +424,11 @@ class TinyAudioModel(PreTrainedModel):
         return model.to(device) if device is not None else model
 
     def _load_trainables(self, folder: Path) -> None:
-        state = _load_safetensors(folder / PROJECTOR_FILE, required=True)
+        state = load_safetensors(folder / PROJECTOR_FILE, required=True)
         self.load_trainable_state_dict(state, str(folder / PROJECTOR_FILE))
         if self.config.lora_rank <= 0:
             return
-        adapter = _load_safetensors(folder / ADAPTER_FILE, required=False)
+        adapter = load_safetensors(folder / ADAPTER_FILE, required=False)
         if adapter is None:
             logger.warning(f"{folder} has no {ADAPTER_FILE}: running the LLM without LoRA weights")
             return
@@ -531,7 +531,9 @@ def _read_config(folder: Path) -> TinyAudioConfig:
     return _check_config(TinyAudioConfig.from_dict(data), path)
 
 
-def _load_safetensors(path: Path, required: bool) -> dict[str, torch.Tensor] | None:
+def load_safetensors(path: Path, required: bool) -> dict[str, torch.Tensor] | None:
+    """A checkpoint's weight file, or None when an optional one is absent; a corrupt file is a CheckpointError,
+    so every reader of checkpoint weights (loading, ``trainer average``) fails the same clear way."""
     if not path.is_file():
         if required:
             raise CheckpointError(f"{path} is missing: the checkpoint has no trained projector")
