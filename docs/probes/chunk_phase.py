@@ -30,6 +30,8 @@ SETS = {
     "unseen": "data/synth8k/heldout/manifest.jsonl",
     "tune": "data/tune-llm/manifest.jsonl",
     "kokoro": "data/kokoro-check/manifest.jsonl",
+    "piper": "data/piper-check/heldout/manifest.jsonl",  # Piper's joe under the unseen set's noise and rooms
+    "piper-clean": "data/piper-clean/heldout/manifest.jsonl",  # the same sentences, clean and dry
 }
 
 
