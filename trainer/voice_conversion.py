@@ -1,7 +1,8 @@
 """New speakers from the few diphone voices (``synth --converted-voices N``).
 
 flite and festival give four trainable diphone voices of three men (kal, kal16, rms, kd); the unseen-voice
-test speaks with two other diphone speakers (awb, and slt, a woman). Praat's "Change gender" (PSOLA pitch
+test speaks with two other diphone speakers (awb, and slt, a woman). Pico's two women (``trainer.pico_tts``)
+are converted the same way, from a woman's vocal tract. Praat's "Change gender" (PSOLA pitch
 resynthesis with a formant shift, through ``praat-parselmouth``) turns one rendering into another speaker: the
 formants move by a ratio (a shorter or longer vocal tract) while the pitch gets its own median and range,
 something sox's ``pitch`` and ``speed`` cannot do (both scale formants and pitch together). A converted voice
@@ -19,7 +20,8 @@ import numpy as np
 
 CONVERSION = re.compile(r"vc(\d{4})")
 MAX_CONVERSIONS = 10_000  # four digits in the name
-CONVERTED_ENGINES = ("flite", "festival")
+CONVERTED_ENGINES = ("flite", "festival", "pico")
+FEMALE_TRACT_RATIO = 1.15  # a woman's formants over a man's, roughly: a ~15 % shorter vocal tract
 INSTALL_COMMAND = "pip install praat-parselmouth"
 _SEED = 0x76636F6E  # fixed: a conversion's settings depend on its number only
 
@@ -34,13 +36,15 @@ class Conversion:
     pitch_range: float
 
     @classmethod
-    def from_number(cls, number: int) -> Conversion:
-        """Half women (formants up 8-22 %, pitch 165-250 Hz), half men (formants 0-14 % down, 85-140 Hz)."""
+    def from_number(cls, number: int, female_base: bool = False) -> Conversion:
+        """Half women (formants up 8-22 %, pitch 165-250 Hz), half men (formants 0-14 % down, 85-140 Hz),
+        from a man's voice; from a woman's (``female_base``) the formants move :data:`FEMALE_TRACT_RATIO` less."""
         rng = np.random.default_rng([_SEED, number])
         if rng.random() < 0.5:
             ratio, median = rng.uniform(1.08, 1.22), rng.uniform(165, 250)
         else:
             ratio, median = rng.uniform(0.86, 1.0), rng.uniform(85, 140)
+        ratio /= FEMALE_TRACT_RATIO if female_base else 1.0
         return cls(round(float(ratio), 3), round(float(median), 1), round(float(rng.uniform(0.6, 1.6)), 2))
 
 
