@@ -55,7 +55,7 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
-# unseen-voice set first, then the SmolLM2 sentences (~1 h) and the tuning clips spoken from them, the noise
+# unseen-voice set first (and its sentences spoken by Piper's joe, data/piper-check/heldout), then the SmolLM2 sentences (~1 h) and the tuning clips spoken from them, the noise
 # clips (a minute; heldout/ is the no-text-on-noise check) and 100 unseen Kokoro mixes (data/kokoro-check),
 # then the training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them), and
 # data/synth-vc, the next candidate's (runs/mix8, docs/ablations.md, *New speakers for the formant and diphone families*).
@@ -65,6 +65,10 @@ WORKERS ?= 2
 SYNTH := $(PY) -m trainer synth --workers $(WORKERS)
 corpus: setup
 	$(SYNTH) --out data/synth8k --n 8000 --seed 0 --engines espeak flite festival
+	$(PY) -c "import json; print(*(json.loads(r)['text'] for r in open('data/synth8k/heldout/manifest.jsonl')), sep='\n')" \
+	  > data/unseen-sentences.txt
+	$(SYNTH) --out data/piper-check --text data/unseen-sentences.txt --n 0 --heldout-n 300 --seed 0 \
+	  --engines espeak piper --holdout-voices piper:en_US-joe-medium
 	test -s data/llm-sentences.txt || $(PY) -m trainer sentences --out data/llm-sentences.txt --n 6000 --seed 0
 	tail -150 data/llm-sentences.txt > data/tune-llm.txt
 	$(SYNTH) --out data/tune-llm --text data/tune-llm.txt --n 150 --heldout-n 0 --seed 9
