@@ -17,7 +17,8 @@ other jobs kept the 2 cores busy, load average ~3.4): 8 single-token steps 154 /
 8 draft checks of 25 tokens 494 / 431 / 390 ms; 4 of each kind 323 / 429 / 209 ms. Padding also
 changes the logits (by up to 6e-5), while ragged gives exactly the logits of one pass at a time,
 so batching cannot change a transcript. (With fp32 weights, ``--fp32``, a batch's single-token rows
-use another matmul kernel than one row alone, so their logits may differ by ~5e-5.)
+use another matmul kernel than one row alone, so their logits may differ by ~5e-5; on an AMD EPYC with MKL
+that happens at ~1e-6 even in the tests' small fp32 model.)
 
 The ragged layout re-implements the decoder layer of Llama-family models (SmolLM2 is one) with
 the model's own modules and SDPA attention; any other LLM runs its passes one at a time.
