@@ -69,6 +69,7 @@ from trainer.piper_tts import piper_speech, piper_voices
 from trainer.text_corpus import build_sentences, read_sentences, write_text_atomically
 from trainer.voice_conversion import (
     CONVERTED_ENGINES,
+    FEMALE_BASE_ENGINES,
     MAX_CONVERSIONS,
     Conversion,
     convert,
@@ -551,7 +552,8 @@ def synthesize(voice: str, text: str, rate: float, pitch: float, speed: float = 
         ).stdout  # fmt: skip
     audio = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if conversion is not None:
-        audio = convert(audio, SAMPLE_RATE, Conversion.from_number(conversion, female_base=engine == "pico"))
+        settings = Conversion.from_number(conversion, female_base=engine in FEMALE_BASE_ENGINES)
+        audio = convert(audio, SAMPLE_RATE, settings)
     if audio.size == 0 or not np.abs(audio).max() > 1e-4:
         raise RuntimeError(f"{voice} produced no audio for {text!r}")
     return audio

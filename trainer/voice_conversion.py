@@ -21,6 +21,7 @@ import numpy as np
 CONVERSION = re.compile(r"vc(\d{4})")
 MAX_CONVERSIONS = 10_000  # four digits in the name
 CONVERTED_ENGINES = ("flite", "festival", "pico")
+FEMALE_BASE_ENGINES = ("pico",)  # engines whose trainable voices are all women's (Conversion.from_number's female_base)
 FEMALE_TRACT_RATIO = 1.15  # a woman's formants over a man's, roughly: a ~15 % shorter vocal tract
 INSTALL_COMMAND = "pip install praat-parselmouth"
 _SEED = 0x76636F6E  # fixed: a conversion's settings depend on its number only
