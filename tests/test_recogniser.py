@@ -188,26 +188,6 @@ def test_a_whole_utterance_final_without_fusion_reads_the_llm_once(base_model, s
     assert len(passes) == 1  # the rescoring of the N best; the beam ran on the stream's scores and guesses
 
 
-def test_a_wider_final_beam_gives_the_llm_more_to_read_in_its_one_pass(base_model, say):
-    recogniser = TinyAudioModel.from_pretrained(CHECKPOINT, encoder=base_model.encoder)
-    recogniser.config.whole_utterance_final = True
-    recogniser.config.whole_final_fusion = False
-    audio = say("please read the last message from sarah out loud")
-
-    tokens = {}
-    for final_beam in [None, 16]:  # None: the stream's own beam (rescore_beam, 8)
-        recogniser.config.final_beam = final_beam
-        offline = recogniser.transcribe(audio)
-        decoder, passes = StreamingDecoder(recogniser), []
-        for start in range(0, audio.size, 8000):
-            run_steps(recogniser.llm, decoder.feed_steps(audio[start : start + 8000]))
-        assert run_steps(counting_llm(recogniser, passes), decoder.finalize_steps()) == offline
-        assert len(passes) == 1
-        tokens[final_beam] = passes[0]
-
-    assert tokens[16] > tokens[None]  # sixteen hypotheses rescored instead of eight, still in one pass
-
-
 def test_chunk_finals_skip_the_whole_utterance_encoding_and_match_a_chunk_final_recogniser(
     base_model, say, monkeypatch
 ):

@@ -57,9 +57,6 @@ class TinyAudioConfig(PretrainedConfig):
             has not scored, once per chunk, as the stream does. ``False``: those words count as the
             lexicon's frequency guesses and the LLM reads only the N best: one LLM pass instead of ~5,
             under half the final's compute, for ~0.1-0.5 points of WER (docs/ablations.md).
-        final_beam: the whole-utterance final's beam size (``None``: ``rescore_beam``). Without fusion
-            that beam costs no LLM pass, only the rescoring pass over its N best, so it can be wider
-            than the stream's, whose every candidate the LLM scores once per chunk.
         encoder_trained_layers: how many of the encoder's top layers (with its final layer norm)
             were fine-tuned; their weights are in the checkpoint and replace the source's. 0: the
             encoder is the source's, frozen.
@@ -98,7 +95,6 @@ class TinyAudioConfig(PretrainedConfig):
         oov_penalty: float = 0.0,
         whole_utterance_final: bool = False,
         whole_final_fusion: bool = True,
-        final_beam: int | None = None,
         encoder_trained_layers: int = 0,
         **kwargs,
     ):
@@ -131,7 +127,6 @@ class TinyAudioConfig(PretrainedConfig):
         self.oov_penalty = oov_penalty
         self.whole_utterance_final = whole_utterance_final
         self.whole_final_fusion = whole_final_fusion
-        self.final_beam = final_beam
         self.encoder_trained_layers = encoder_trained_layers
         super().__init__(**kwargs)
 

@@ -92,8 +92,7 @@ class RecogniserStream:
         the beam starts over on them, keeping the LLM's scores of the stream's words, so it passes the LLM
         only the words the stream did not have (none with the model's ``whole_final_fusion`` off: then
         the LLM reads only the N best, in the rescoring pass). The stream itself is left as it was."""
-        config = self.model.config
-        search = self._search.restarted(ask_llm=config.whole_final_fusion, beam=config.final_beam)
+        search = self._search.restarted(ask_llm=self.model.config.whole_final_fusion)
         return (yield from self._finish(search, whole.to(self._pending), [], 0))
 
     def _finish(

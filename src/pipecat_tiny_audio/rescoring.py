@@ -246,15 +246,14 @@ class FusedBeamSearch:
         other.scorer = self.scorer.fork() if self.scorer is not None else None
         return other
 
-    def restarted(self, ask_llm: bool = True, beam: int | None = None) -> FusedBeamSearch:
+    def restarted(self, ask_llm: bool = True) -> FusedBeamSearch:
         """A search from the start of the audio that keeps this one's LLM scores: posteriors of the same
         speech computed another way rescore mostly the same words, and those cost no LLM pass. Its scorer
         is a :meth:`TextScorer.fork`. Without ``ask_llm`` it never passes the LLM new words: they count as
-        the lexicon's guesses, so the search costs no LLM pass at all. ``beam``: its width (default this
-        one's)."""
+        the lexicon's guesses, so the search costs no LLM pass at all."""
         other = self.copy()
         other.every = self.every if ask_llm else 0
-        other.beam = PrefixBeam(self.beam.vocabulary, beam or self.beam.beam, self.beam.per_frame)
+        other.beam = PrefixBeam(self.beam.vocabulary, self.beam.beam, self.beam.per_frame)
         other.frames = 0
         other._spelled = {(): ""}
         return other
