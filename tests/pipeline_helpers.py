@@ -23,6 +23,9 @@ from pipecat_tiny_audio import TinyAudioSTT
 
 FRAME_SECONDS = 0.02
 PACE = 0.01  # seconds of wall time per 20 ms frame: twice real time, still streaming
+# A transport's pace. Interims are best effort: at twice real time a busy CPU may rightly spend all its
+# time keeping up with the audio, so tests that expect an interim during speech stream in real time.
+REAL_TIME = FRAME_SECONDS
 EVENTS = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, InterimTranscriptionFrame, TranscriptionFrame)
 
 
@@ -30,8 +33,11 @@ def utterance(audio: np.ndarray, lead: float = 0.5, tail: float = 1.0) -> np.nda
     return np.concatenate([np.zeros(round(lead * 16000), np.float32), audio, np.zeros(round(tail * 16000), np.float32)])
 
 
-def audio_frames(audio: np.ndarray, *, rate: int = 16000, channels: int = 1, user_id: str | None = None) -> list:
-    """Paced 20 ms frames of 16 kHz mono float ``audio``, resampled/duplicated to ``rate``/``channels``."""
+def audio_frames(
+    audio: np.ndarray, *, rate: int = 16000, channels: int = 1, user_id: str | None = None, pace: float = PACE
+) -> list:
+    """20 ms frames of 16 kHz mono float ``audio``, resampled/duplicated to ``rate``/``channels``, one every
+    ``pace`` seconds of wall time."""
     if rate != 16000:
         audio = soxr.resample(audio, 16000, rate)
     pcm = np.repeat((np.clip(audio, -1, 1) * 32767).astype("<i2"), channels).tobytes()
@@ -43,7 +49,7 @@ def audio_frames(audio: np.ndarray, *, rate: int = 16000, channels: int = 1, use
             frames.append(InputAudioRawFrame(audio=chunk, sample_rate=rate, num_channels=channels))
         else:
             frames.append(UserAudioRawFrame(audio=chunk, sample_rate=rate, num_channels=channels, user_id=user_id))
-        frames.append(SleepFrame(sleep=PACE))
+        frames.append(SleepFrame(sleep=pace))
     return frames
 
 

@@ -30,7 +30,16 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.transcriptions.language import Language
-from pipeline_helpers import FRAME_SECONDS, assert_well_formed, audio_frames, events, finals, utterance, with_vad
+from pipeline_helpers import (
+    FRAME_SECONDS,
+    REAL_TIME,
+    assert_well_formed,
+    audio_frames,
+    events,
+    finals,
+    utterance,
+    with_vad,
+)
 from streaming_helpers import make_chatty, one_torch_thread  # noqa: F401 (an autouse fixture)
 
 from pipecat_tiny_audio import StreamingDecoder, TinyAudioModel, TinyAudioSTT
@@ -82,7 +91,8 @@ def fed(monkeypatch) -> Fed:
 
 async def test_upstream_vad_interims_then_one_final_per_utterance(model, speech):
     stt = TinyAudioSTT(model=model)
-    sent = [*audio_frames(utterance(speech[0]), user_id="alice"), *audio_frames(utterance(speech[1]), user_id="alice")]
+    first = audio_frames(utterance(speech[0]), user_id="alice", pace=REAL_TIME)
+    sent = [*first, *audio_frames(utterance(speech[1]), user_id="alice")]
     down, _ = await run_test(with_vad(stt), frames_to_send=sent)
     assert_well_formed(down, user_id="alice")
     stops = [f for f in down if isinstance(f, VADUserStoppedSpeakingFrame)]
@@ -106,7 +116,9 @@ async def test_vad_in_the_user_aggregator_is_honoured(model, speech):
     user_aggregator, _ = LLMContextAggregatorPair(
         LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer())
     )
-    await run_test(Pipeline([stt, Recorder(), user_aggregator]), frames_to_send=audio_frames(utterance(speech[0])))
+    await run_test(
+        Pipeline([stt, Recorder(), user_aggregator]), frames_to_send=audio_frames(utterance(speech[0]), pace=REAL_TIME)
+    )
     assert_well_formed(seen)
     stops = [f for f in seen if isinstance(f, VADUserStoppedSpeakingFrame)]
     assert len(finals(seen)) == len(stops) >= 1
@@ -115,7 +127,7 @@ async def test_vad_in_the_user_aggregator_is_honoured(model, speech):
 
 async def test_builtin_vad_segments_speech_without_upstream_frames(model, speech):
     stt = TinyAudioSTT(model=model, vad_params=VADParams(stop_secs=0.4))
-    first = audio_frames(utterance(speech[0], tail=0))
+    first = audio_frames(utterance(speech[0], tail=0), pace=REAL_TIME)
     speech_end = first[-2]  # the first utterance's last audio frame
     sent = [*first, *audio_frames(np.zeros(16000, np.float32)), *audio_frames(utterance(speech[1]))]
     down, _ = await run_test(stt, frames_to_send=sent)
