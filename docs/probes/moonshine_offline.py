@@ -14,15 +14,12 @@ Run it with ``OMP_NUM_THREADS=1``; it uses one CPU thread.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
-
-from trainer.data import decode_utterance, load_source
-from trainer.metrics import cer, wer
+from whisper_offline import score_sets  # this folder, on the path of a script run from it
 
 START, END = 1, 2  # Moonshine's <s> and </s>
 MAX_TOKENS_PER_SECOND = 6
@@ -73,19 +70,7 @@ class Moonshine:
 
 
 def main(folder: str, sets: list[str]) -> None:
-    if not sets or any("=" not in s for s in sets):
-        raise SystemExit(__doc__)
-    model = Moonshine(Path(folder))
-    for name, path in (s.split("=", 1) for s in sets):
-        refs, hyps, started = [], [], time.perf_counter()
-        for utterance in load_source(path):
-            hyps.append(model(decode_utterance(utterance, 30.0)))
-            refs.append(utterance.text)
-        print(
-            f"{name}: Moonshine base WER {100 * wer(refs, hyps):.2f} % (CER {100 * cer(refs, hyps):.2f} %) "
-            f"on {len(refs)} clips, {time.perf_counter() - started:.0f} s",
-            flush=True,
-        )
+    score_sets("Moonshine base", Moonshine(Path(folder)), sets)
 
 
 if __name__ == "__main__":
