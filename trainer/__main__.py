@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     real_check = commands.add_parser(
         "real-check",
         help="the spot check on real recorded speech (ALSA's test voice, read passages from PyPI); never train on it",
-        description="Write an evaluation manifest of 11 real recordings (~70 s); see trainer/real_speech.py.",
+        description="Write an evaluation manifest of 11 real recordings (66 s); see trainer/real_speech.py.",
     )
     real_check.add_argument("--out", default="data/real-check", help="folder (default: data/real-check)")
     real_check.set_defaults(func=cmd_real_check)

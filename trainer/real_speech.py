@@ -19,12 +19,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
-import soxr
 from loguru import logger
 
 from pipecat_tiny_audio import SAMPLE_RATE
+from pipecat_tiny_audio.audio import to_model_audio
 from trainer.pinned_archive import fetch_pinned
 
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
@@ -100,11 +99,10 @@ def build_real_check(out: Path) -> Path:
     rows = []
     for number, recording in enumerate(RECORDINGS):
         audio, rate = sf.read(_recording_path(recording.source, assets), dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
         start, end = round(recording.start * rate), None if recording.end is None else round(recording.end * rate)
-        clip = soxr.resample(audio[start:end], rate, SAMPLE_RATE) if rate != SAMPLE_RATE else audio[start:end]
+        clip = to_model_audio(audio[start:end], rate)
         relative = f"clips/{number:02d}.flac"
-        sf.write(out / relative, np.clip(clip, -1, 1), SAMPLE_RATE)
+        sf.write(out / relative, clip, SAMPLE_RATE)
         rows.append(
             {"audio": relative, "text": recording.text, "voice": recording.source, "duration": len(clip) / SAMPLE_RATE}
         )
