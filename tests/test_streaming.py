@@ -233,3 +233,24 @@ def test_interrupted_partial_keeps_the_decoder_consistent(chatty, speech, monkey
     assert decoder.partial(stop) is None
     monkeypatch.setattr(model.llm, "forward", forward)
     assert decoder.finalize() == model.transcribe(audio)
+
+
+def test_final_equals_offline_when_the_projector_reads_an_extra_encoder_layer(tiny_config, speech):
+    """The stream encodes the intermediate layer chunk by chunk exactly as the offline pass does."""
+    config = TinyAudioConfig.from_dict(
+        {
+            **tiny_config.to_dict(),
+            "projector_type": "chunk_transformer",
+            "projector_options": {"layers": 2, "left_blocks": 1},
+            "stack_factor": 8,
+            "extra_encoder_layers": [1],
+            **MODES["chunk-0.48-ctx-1.0-ahead-0.5"],
+        }
+    )
+    torch.manual_seed(0)
+    model = make_chatty(TinyAudioModel(config).eval())
+    assert model.config.encoder_dim == 2 * model.encoder.config.d_model
+    audio = speech[:32000]
+    decoder = StreamingDecoder(model)
+    stream(decoder, audio, partial_every=10)
+    assert decoder.finalize() == model.transcribe(audio)

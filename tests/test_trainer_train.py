@@ -323,6 +323,34 @@ def test_a_run_with_more_units_keeps_the_body_and_the_shared_head_rows(tiny_sour
     assert torch.equal(more.projector.ctc_head.bias[0], few.projector.ctc_head.bias[0])  # the blank
 
 
+def test_a_run_reading_an_extra_encoder_layer_starts_exactly_where_its_init_from_stopped(
+    tiny_source_dirs, tiny_data, tmp_path
+):
+    overrides = [
+        "model.projector_type=chunk_transformer",
+        "model.stack_factor=8",
+        "model.lora_rank=0",
+        "stages=[{name: ctc, steps: 2, lr: 0.01, warmup_steps: 0, batch_size: 4}]",
+    ]
+    top = TinyAudioModel.from_pretrained(
+        train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "top", overrides)) / "model"
+    )
+    frozen = ["stages=[{name: ctc, steps: 1, lr: 0.0, warmup_steps: 0, batch_size: 4}]"]
+    more_overrides = [*overrides, "model.extra_encoder_layers=[1]", f"init_from={tmp_path / 'top' / 'model'}", *frozen]
+    both = TinyAudioModel.from_pretrained(
+        train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "both", more_overrides)) / "model"
+    )
+    assert both.config.extra_encoder_layers == [1] and both.feature_mode.extra_layers == (1,)
+    audio = (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32)
+    features = both.encode(audio)
+    assert features.shape[1] == 2 * top.encode(audio).shape[1]
+    with torch.no_grad():  # the new layer's columns start at zero: the same recogniser as before
+        torch.testing.assert_close(both.projector.encode(features[None]), top.projector.encode(top.encode(audio)[None]))
+    with pytest.raises(ConfigError, match="only a chunk_transformer run that adds layers"):
+        fewer = [*overrides, f"init_from={tmp_path / 'both' / 'model'}", *frozen]
+        train(tiny_train_config(tiny_source_dirs, tiny_data, tmp_path / "fewer", fewer))
+
+
 def test_a_chunked_recogniser_also_reads_whole_utterances_when_a_share_is_set(tiny_source_dirs, tiny_data, tmp_path):
     chunked = [
         "model.projector_type=chunk_transformer",

@@ -244,6 +244,8 @@ def init_from_pretrained(model: TinyAudioModel, source: str) -> None:
     if mismatched:
         raise ConfigError(f"init_from={source} was trained with other model settings: {'; '.join(mismatched)}")
     projector = pretrained.trainable_state_dict()
+    if pretrained.config.extra_encoder_layers != model.config.extra_encoder_layers:
+        projector = _input_widened(model, pretrained, projector)
     new_head = model.projector.vocabulary and model.projector.vocabulary.units != pretrained.projector.vocabulary.units
     if new_head:
         projector = _head_carried_over(model.projector, pretrained.projector, projector)
@@ -276,6 +278,27 @@ def _head_carried_over(
         state[key] = fresh
     logger.info(f"CTC head: {len(rows)} of {len(new)} classes carried over, {len(new) - len(rows)} new")
     return state
+
+
+def _input_widened(
+    model: TinyAudioModel, pretrained: TinyAudioModel, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state`` with the projector's input layer widened to the run's extra encoder layers: the
+    columns of the features both models read are copied, the new layers' start at zero, so the run
+    begins exactly where ``init_from`` stopped and learns how much the new layers add."""
+    old_layers, new_layers = pretrained.config.extra_encoder_layers, model.config.extra_encoder_layers
+    if not isinstance(model.projector, ChunkTransformerProjector) or not set(old_layers) <= set(new_layers):
+        raise ConfigError(
+            f"init_from reads encoder layers {old_layers} beside the top one, this run {new_layers}: only a "
+            "chunk_transformer run that adds layers can start from it"
+        )
+    d = model.encoder.config.d_model
+    old_blocks = [0, *(1 + new_layers.index(n) for n in old_layers)]  # per frame: top layer, then extras
+    old = state["projector.input.weight"]
+    weight = torch.zeros_like(model.projector.input.weight).view(old.shape[0], model.projector.stride, -1, d)
+    weight[:, :, old_blocks] = old.view(old.shape[0], model.projector.stride, len(old_blocks), d)
+    logger.info(f"projector input: encoder layers {new_layers} added beside {old_layers or 'the top one'}, from zero")
+    return {**state, "projector.input.weight": weight.reshape(old.shape[0], -1)}
 
 
 def _comparable(value: Any) -> Any:
@@ -314,7 +337,8 @@ def whole_utterance_cache(config: Config, cache: FeatureCache) -> FeatureCache |
     is set: :class:`~pipecat_tiny_audio.features.FeatureMode` ``()``, what the stream's finals encode."""
     if not config.data.whole_utterance_share:
         return None
-    return FeatureCache(cache.encoder, config.model["encoder_source"], FeatureMode(), config.feature_cache)
+    whole = FeatureMode(extra_layers=config_feature_mode(config).extra_layers)
+    return FeatureCache(cache.encoder, config.model["encoder_source"], whole, config.feature_cache)
 
 
 def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -614,13 +638,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def config_feature_mode(config: Config) -> FeatureMode:
+    """The feature mode the config's model will read (:attr:`TinyAudioModel.feature_mode`)."""
+    m = config.model
+    layers = tuple(m["extra_encoder_layers"] or ())
+    return FeatureMode(m["chunk_seconds"], m["left_context_seconds"], m["right_context_seconds"], layers)
+
+
 def feature_cache(config: Config) -> FeatureCache:
     """The feature cache of this config's encoder (loaded here), feature mode and trained layers."""
     source = config.model["encoder_source"]
-    mode = FeatureMode(
-        config.model["chunk_seconds"], config.model["left_context_seconds"], config.model["right_context_seconds"]
-    )
-    trained = config.model["encoder_trained_layers"]
+    mode, trained = config_feature_mode(config), config.model["encoder_trained_layers"]
     return FeatureCache(load_whisper_encoder(source), source, mode, config.feature_cache, trained)
 
 

@@ -60,6 +60,8 @@ class TinyAudioConfig(PretrainedConfig):
         encoder_trained_layers: how many of the encoder's top layers (with its final layer norm)
             were fine-tuned; their weights are in the checkpoint and replace the source's. 0: the
             encoder is the source's, frozen.
+        extra_encoder_layers: encoder layers (1-based, below the top) whose outputs, normalised, the
+            projector reads beside the top layer's (:class:`~pipecat_tiny_audio.features.FeatureMode`).
     """
 
     model_type = "tiny_audio"
@@ -96,6 +98,7 @@ class TinyAudioConfig(PretrainedConfig):
         whole_utterance_final: bool = False,
         whole_final_fusion: bool = True,
         encoder_trained_layers: int = 0,
+        extra_encoder_layers: list[int] | None = None,
         **kwargs,
     ):
         self.encoder_source = encoder_source
@@ -128,6 +131,7 @@ class TinyAudioConfig(PretrainedConfig):
         self.whole_utterance_final = whole_utterance_final
         self.whole_final_fusion = whole_final_fusion
         self.encoder_trained_layers = encoder_trained_layers
+        self.extra_encoder_layers = list(extra_encoder_layers or [])
         super().__init__(**kwargs)
 
     @classmethod

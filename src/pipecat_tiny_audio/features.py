@@ -11,6 +11,10 @@ frames are kept: this is what lets a streaming decoder encode every chunk exactl
 ``right_context_seconds`` a chunk is encoded only once that much audio after it has arrived, so its
 frames are not the last of Whisper's window (the worst-informed frames of a bidirectional encoder):
 partials lag by the look-ahead, a final does not (the audio ends there either way).
+
+A model may also read intermediate encoder layers beside the top one (``extra_layers``): their
+outputs, layer-normalised without weights, are appended to each frame's features, so a recogniser
+can weigh acoustic detail the top layer has already abstracted away.
 """
 
 from __future__ import annotations
@@ -31,16 +35,18 @@ SAMPLES_PER_FRAME = 2 * HOP_LENGTH  # one encoder frame = 20 ms (conv2 has strid
 
 @dataclass(frozen=True)
 class FeatureMode:
-    """How audio is cut before encoding.
+    """How audio is cut before encoding, and which encoder layers a frame's features hold.
 
     ``chunk_seconds=None`` encodes the whole utterance at once. Otherwise audio is encoded in
     chunks of ``chunk_seconds`` (a multiple of 20 ms), each with ``left_context_seconds`` of
     preceding audio and up to ``right_context_seconds`` of following audio as context.
+    ``extra_layers`` (1-based, below the top layer) are appended after the top layer's features.
     """
 
     chunk_seconds: float | None = None
     left_context_seconds: float = 0.0
     right_context_seconds: float = 0.0
+    extra_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.chunk_seconds is not None:
@@ -51,6 +57,11 @@ class FeatureMode:
             raise ValueError("left_context_seconds and right_context_seconds must be >= 0")
         if self.right_context_seconds and self.chunk_seconds is None:
             raise ValueError("right_context_seconds needs chunk_seconds (whole utterances see everything)")
+        object.__setattr__(self, "extra_layers", tuple(self.extra_layers))
+        if any(not isinstance(n, int) or n < 1 for n in self.extra_layers) or len(set(self.extra_layers)) < len(
+            self.extra_layers
+        ):
+            raise ValueError(f"extra_layers must be distinct layer numbers >= 1, got {self.extra_layers}")
 
     @property
     def chunk_samples(self) -> int | None:
@@ -69,7 +80,13 @@ class FeatureMode:
         mode = {"chunk_seconds": self.chunk_seconds, "left_context_seconds": self.left_context_seconds}
         if self.right_context_seconds:  # absent when 0, so caches keyed before it existed stay valid
             mode["right_context_seconds"] = self.right_context_seconds
+        if self.extra_layers:  # likewise
+            mode["extra_layers"] = list(self.extra_layers)
         return mode
+
+    def feature_dim(self, encoder: nn.Module) -> int:
+        """Width of one frame's features from ``encoder``."""
+        return encoder.config.d_model * (1 + len(self.extra_layers))
 
 
 @lru_cache(maxsize=4)
@@ -107,12 +124,19 @@ def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _encode_window(encoder: nn.Module, audio: torch.Tensor, layers: int | None = None) -> torch.Tensor:
-    """Run a Whisper encoder on exactly the frames of ``audio`` (padded to 20 ms): (frames, d).
+def _encode_window(
+    encoder: nn.Module, audio: torch.Tensor, layers: int | None = None, extra_layers: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """Run a Whisper encoder on exactly the frames of ``audio`` (padded to 20 ms): (frames, d), or
+    (frames, d × (1 + len(extra_layers))) with those layers' normalised outputs appended.
 
     ``layers`` stops after that many Transformer layers, before the final layer norm: the input of
     the layers a trainer fine-tunes (:func:`encode_windows`).
     """
+    if layers is not None and extra_layers:
+        raise ValueError("extra_layers cannot be read below fine-tuned top layers")
+    if any(n >= len(encoder.layers) for n in extra_layers):
+        raise ValueError(f"extra_layers must be below the top layer ({len(encoder.layers)}), got {extra_layers}")
     audio = torch.nn.functional.pad(audio, (0, (-audio.numel()) % SAMPLES_PER_FRAME))
     frames = audio.numel() // SAMPLES_PER_FRAME
     max_frames = encoder.embed_positions.num_embeddings
@@ -123,12 +147,15 @@ def _encode_window(encoder: nn.Module, audio: torch.Tensor, layers: int | None =
     hidden = nn.functional.gelu(encoder.conv1(mel.unsqueeze(0)))
     hidden = nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
     hidden = hidden + encoder.embed_positions.weight[:frames]
-    for layer in encoder.layers[:layers]:
+    extra = {}
+    for number, layer in enumerate(encoder.layers[:layers], start=1):
         out = layer(hidden, None)
         hidden = out[0] if isinstance(out, tuple) else out
+        if number in extra_layers:
+            extra[number] = nn.functional.layer_norm(hidden, hidden.shape[-1:])
     if layers is not None:
         return hidden[0].float()
-    return encoder.layer_norm(hidden)[0].float()
+    return torch.cat([encoder.layer_norm(hidden), *(extra[n] for n in extra_layers)], dim=-1)[0].float()
 
 
 def _chunk_window(chunk: torch.Tensor, context: torch.Tensor, lookahead: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -146,16 +173,17 @@ def encode_chunk(
     chunk: np.ndarray | torch.Tensor,
     context: np.ndarray | torch.Tensor | None = None,
     lookahead: np.ndarray | torch.Tensor | None = None,
+    extra_layers: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Encoder frames of ``chunk`` alone, computed with ``context`` (earlier audio) and
     ``lookahead`` (later audio, whole 20 ms frames of a whole-frame chunk) in view."""
     chunk = _as_tensor(chunk)
     if chunk.numel() == 0:
-        return torch.zeros(0, encoder.config.d_model)
+        return torch.zeros(0, encoder.config.d_model * (1 + len(extra_layers)))
     context = _as_tensor(context) if context is not None and len(context) else chunk[:0]
     lookahead = _as_tensor(lookahead) if lookahead is not None and len(lookahead) else chunk[:0]
     window, first, frames = _chunk_window(chunk, context, lookahead)
-    return _encode_window(encoder, window)[first : first + frames]
+    return _encode_window(encoder, window, extra_layers=extra_layers)[first : first + frames]
 
 
 def _chunk_parts(audio: torch.Tensor, start: int, mode: FeatureMode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -171,7 +199,7 @@ def encode_chunk_at(
     """Frames of ``audio``'s chunk starting at ``start``, with the context ``mode`` gives it: what
     :func:`encode_audio` computes for that chunk, whenever enough of ``audio`` has arrived."""
     context, chunk, lookahead = _chunk_parts(audio, start, mode)
-    return encode_chunk(encoder, chunk, context, lookahead)
+    return encode_chunk(encoder, chunk, context, lookahead, mode.extra_layers)
 
 
 def encode_audio(
@@ -183,10 +211,10 @@ def encode_audio(
     """
     audio = _as_tensor(audio)
     if audio.numel() == 0:
-        return torch.zeros(0, encoder.config.d_model)
+        return torch.zeros(0, mode.feature_dim(encoder))
     step = mode.chunk_samples
     if step is None:
-        return _encode_window(encoder, audio)
+        return _encode_window(encoder, audio, extra_layers=mode.extra_layers)
     return torch.cat([encode_chunk_at(encoder, audio, start, mode) for start in range(0, audio.numel(), step)])
 
 
@@ -203,6 +231,8 @@ def encode_windows(
     """
     if not 0 <= layers < len(encoder.layers):
         raise ValueError(f"layers must be in [0, {len(encoder.layers)}), got {layers}")
+    if mode.extra_layers:
+        raise ValueError("extra_layers cannot be read below fine-tuned top layers")
     audio = _as_tensor(audio)
     if mode.chunk_samples is None:
         parts = [(audio[:0], audio, audio[:0])] if audio.numel() else []

@@ -96,7 +96,7 @@ class TinyAudioModel(PreTrainedModel):
         if tokenizer is None:
             raise ValueError("pass the LLM's tokenizer together with llm=")
         llm.requires_grad_(False)
-        config.encoder_dim = self.encoder.config.d_model
+        config.encoder_dim = self.feature_mode.feature_dim(self.encoder)
         config.llm_dim = llm.config.hidden_size
         self.projector = build_projector(
             config.projector_type,
@@ -136,7 +136,12 @@ class TinyAudioModel(PreTrainedModel):
     @property
     def feature_mode(self) -> FeatureMode:
         config = self.config
-        return FeatureMode(config.chunk_seconds, config.left_context_seconds, config.right_context_seconds)
+        return FeatureMode(
+            config.chunk_seconds,
+            config.left_context_seconds,
+            config.right_context_seconds,
+            tuple(config.extra_encoder_layers),
+        )
 
     def encode(self, audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Encoder features (frames, d) of 16 kHz mono float audio, in the model's feature mode."""
@@ -505,6 +510,7 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "max_new_tokens": (int,),
     "max_tokens_per_second": (int, float),
     "encoder_trained_layers": (int,),
+    "extra_encoder_layers": (list,),
 }
 
 

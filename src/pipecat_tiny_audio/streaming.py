@@ -350,7 +350,8 @@ class StreamingDecoder:
             text = yield from RecogniserStream(self.model, self._preceding()).final_steps(features)
         elif final and self._whole_final:
             audio = self._audio.view()
-            whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, FeatureMode()))
+            whole_mode = FeatureMode(extra_layers=self._mode.extra_layers)
+            whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, whole_mode))
             text = yield from self._recogniser.whole_final_steps(whole)
         elif final and tail:
             text = yield from self._recogniser.final_steps(features[self._frames.shape[0] :])
