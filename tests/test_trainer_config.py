@@ -44,6 +44,16 @@ def test_a_larger_mask_scale_masks_more_of_the_features():
     assert 0 < masked_share(1.0) < 0.5 * masked_share(3.0)
 
 
+def test_features_of_several_layers_are_masked_layer_by_layer_as_one_layer_is():
+    top, other = torch.randn(300, 64), torch.randn(300, 64)
+    torch.manual_seed(1)
+    alone = mask_features(top)
+    torch.manual_seed(1)
+    side_by_side = mask_features(torch.cat([top, other], dim=1), layer_dim=64)
+    assert torch.equal(side_by_side[:, :64], alone)  # the same draws: time masks, then the top layer's bands
+    assert (side_by_side[:, 64:] == 0).all(0).any()  # the other layer has bands of its own
+
+
 def test_experiment_file_path_and_overrides(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("seed: 3\nmodel: {stack_factor: 8}\ndata: {max_seconds: 12}\n")

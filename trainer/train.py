@@ -670,7 +670,8 @@ def train_step(
     for index, batch in enumerate(batches):
         features = sources.load(model, batch, f"{step}/{index}")
         if stage.mask_features:
-            features = [mask_features(f, stage.mask_scale) for f in features]
+            layer_dim = model.encoder.config.d_model
+            features = [mask_features(f, stage.mask_scale, layer_dim) for f in features]
         texts = [e.text for e in batch]
         with autocast():
             if stage.name == "ctc":
