@@ -58,7 +58,7 @@ lint: setup
 # The default model's corpora, evaluation sets and feature cache (trainer/configs/base.yaml's header): the
 # unseen-voice set first (and its sentences spoken by Piper's joe, data/piper-check/heldout), then the SmolLM2
 # sentences (~1 h) and the tuning clips spoken from them, the noise clips (a minute; heldout/ is the
-# no-text-on-noise check), 100 unseen Kokoro mixes (data/kokoro-check) and 11 real recordings (data/real-check),
+# no-text-on-noise check), 100 unseen Kokoro mixes (data/kokoro-check) and 174 real recordings (data/real-check),
 # then the training corpora (the conversation turns' sentences, ~15 min, before the corpus that speaks them), and
 # data/synth-vc, the next candidate's (runs/mix8, docs/ablations.md, *New speakers for the formant and diphone families*).
 # Every step resumes where an interrupted run stopped. Many hours on a 2-core CPU (the Kokoro corpora are most

@@ -192,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     real_check = commands.add_parser(
         "real-check",
-        help="the spot check on real recorded speech (ALSA's test voice, read passages from PyPI); never train on it",
-        description="Write an evaluation manifest of 11 real recordings (66 s); see trainer/real_speech.py.",
+        help="the check on real recorded speech (eight sources shipped by Debian, PyPI and npm); never train on it",
+        description=(
+            "Write an evaluation manifest of 174 real recordings (699 s from eight sources; the first 11 are the "
+            "first check's); see trainer/real_speech.py."
+        ),
     )
     real_check.add_argument("--out", default="data/real-check", help="folder (default: data/real-check)")
     real_check.set_defaults(func=cmd_real_check)
