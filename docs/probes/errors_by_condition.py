@@ -6,6 +6,9 @@ each group (over the group's words, after Whisper's normalizer, as ``trainer eva
 
     PYTHONPATH=. python docs/probes/errors_by_condition.py runs/eval-s8k-whole50-served/errors.jsonl \
         data/synth8k/heldout/manifest.jsonl
+
+The real-speech check (``python -m trainer real-check``) is split by source instead (its rows' ``voice``
+is ``source:file``).
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ GROUPINGS: dict[str, Callable[[dict], str]] = {
     "reverberation": lambda clip: "reverb" if clip["augment"]["rt60"] > 0 else "dry",
     "voice and condition": lambda clip: f"{clip['voice'].split('+')[0]}: {condition(clip['augment'])}",
 }
+RECORDED: dict[str, Callable[[dict], str]] = {"source": lambda clip: clip["voice"].split(":", 1)[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("errors", type=Path, help="errors.jsonl of `python -m trainer eval`")
-    parser.add_argument("manifest", type=Path, help="the synthesized corpus's manifest.jsonl")
+    parser.add_argument("manifest", type=Path, help="the synthesized corpus's (or real-speech check's) manifest.jsonl")
     args = parser.parse_args()
 
     clips = {}
@@ -53,12 +57,13 @@ def main() -> None:
     for line in args.errors.read_text().splitlines():
         row = json.loads(line)
         key = str(Path(row["utterance"]))
-        if key in clips and "augment" in clips[key]:
+        if key in clips:
             scored.append((row, clips[key]))
     if not scored:
         raise SystemExit(f"no utterance of {args.errors} is a clip of {args.manifest}")
     print(f"{len(scored)} clips of {args.manifest}")
-    for name, group_of in GROUPINGS.items():
+    synthesized = all("augment" in clip for _, clip in scored)
+    for name, group_of in (GROUPINGS if synthesized else RECORDED).items():
         groups: dict[str, list[dict]] = defaultdict(list)
         for row, clip in scored:
             groups[group_of(clip)].append(row)
