@@ -35,7 +35,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio import TinyAudioConfig, TinyAudioModel
 from pipecat_tiny_audio.characters import DEFAULT_CHARACTERS
-from pipecat_tiny_audio.features import FeatureMode
+from pipecat_tiny_audio.modeling import feature_mode_of
 from pipecat_tiny_audio.projectors import ChunkTransformerProjector
 from pipecat_tiny_audio.prompt import IGNORE_INDEX
 from pipecat_tiny_audio.sources import load_llm_tokenizer, load_whisper_encoder
@@ -334,11 +334,10 @@ class TrainingFeatures:
 
 def whole_utterance_cache(config: Config, cache: FeatureCache) -> FeatureCache | None:
     """The whole-utterance features' cache beside a chunked model's, when ``data.whole_utterance_share``
-    is set: :class:`~pipecat_tiny_audio.features.FeatureMode` ``()``, what the stream's finals encode."""
+    is set: the model's layers of the whole utterance at once, what the stream's finals encode."""
     if not config.data.whole_utterance_share:
         return None
-    whole = FeatureMode(extra_layers=config_feature_mode(config).extra_layers)
-    return FeatureCache(cache.encoder, config.model["encoder_source"], whole, config.feature_cache)
+    return FeatureCache(cache.encoder, config.model["encoder_source"], cache.mode.whole_utterance, config.feature_cache)
 
 
 def project(model: TinyAudioModel, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -638,17 +637,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def config_feature_mode(config: Config) -> FeatureMode:
-    """The feature mode the config's model will read (:attr:`TinyAudioModel.feature_mode`)."""
-    m = config.model
-    layers = tuple(m["extra_encoder_layers"] or ())
-    return FeatureMode(m["chunk_seconds"], m["left_context_seconds"], m["right_context_seconds"], layers)
-
-
 def feature_cache(config: Config) -> FeatureCache:
     """The feature cache of this config's encoder (loaded here), feature mode and trained layers."""
     source = config.model["encoder_source"]
-    mode, trained = config_feature_mode(config), config.model["encoder_trained_layers"]
+    mode, trained = feature_mode_of(config.tiny_audio_config()), config.model["encoder_trained_layers"]
     return FeatureCache(load_whisper_encoder(source), source, mode, config.feature_cache, trained)
 
 

@@ -84,6 +84,11 @@ class FeatureMode:
             mode["extra_layers"] = list(self.extra_layers)
         return mode
 
+    @property
+    def whole_utterance(self) -> FeatureMode:
+        """The same layers of the whole utterance at once: what a chunked model's whole-utterance finals read."""
+        return FeatureMode(extra_layers=self.extra_layers)
+
     def feature_dim(self, encoder: nn.Module) -> int:
         """Width of one frame's features from ``encoder``."""
         return encoder.config.d_model * (1 + len(self.extra_layers))
@@ -179,7 +184,7 @@ def encode_chunk(
     ``lookahead`` (later audio, whole 20 ms frames of a whole-frame chunk) in view."""
     chunk = _as_tensor(chunk)
     if chunk.numel() == 0:
-        return torch.zeros(0, encoder.config.d_model * (1 + len(extra_layers)))
+        return torch.zeros(0, FeatureMode(extra_layers=extra_layers).feature_dim(encoder))
     context = _as_tensor(context) if context is not None and len(context) else chunk[:0]
     lookahead = _as_tensor(lookahead) if lookahead is not None and len(lookahead) else chunk[:0]
     window, first, frames = _chunk_window(chunk, context, lookahead)

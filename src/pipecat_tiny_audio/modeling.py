@@ -71,6 +71,12 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def feature_mode_of(config: TinyAudioConfig) -> FeatureMode:
+    """The features a model of ``config`` reads: how its audio is cut, and which encoder layers."""
+    cut = (config.chunk_seconds, config.left_context_seconds, config.right_context_seconds)
+    return FeatureMode(*cut, tuple(config.extra_encoder_layers))
+
+
 class TinyAudioModel(PreTrainedModel):
     """Speech-to-text with an LLM decoder.
 
@@ -135,13 +141,7 @@ class TinyAudioModel(PreTrainedModel):
 
     @property
     def feature_mode(self) -> FeatureMode:
-        config = self.config
-        return FeatureMode(
-            config.chunk_seconds,
-            config.left_context_seconds,
-            config.right_context_seconds,
-            tuple(config.extra_encoder_layers),
-        )
+        return feature_mode_of(self.config)
 
     def encode(self, audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Encoder features (frames, d) of 16 kHz mono float audio, in the model's feature mode."""

@@ -35,7 +35,7 @@ from transformers import DynamicCache
 
 from pipecat_tiny_audio.audio import MIN_SAMPLES, SAMPLE_RATE, AudioInputError, as_float_samples
 from pipecat_tiny_audio.decoding import Compute, Interrupted, Steps, greedy_steps, run_steps, truncate_cache
-from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, FeatureMode, encode_audio, encode_chunk_at
+from pipecat_tiny_audio.features import SAMPLES_PER_FRAME, encode_audio, encode_chunk_at
 from pipecat_tiny_audio.modeling import SILENCE_PEAK, TinyAudioModel
 from pipecat_tiny_audio.recogniser_stream import RecogniserStream
 
@@ -350,8 +350,9 @@ class StreamingDecoder:
             text = yield from RecogniserStream(self.model, self._preceding()).final_steps(features)
         elif final and self._whole_final:
             audio = self._audio.view()
-            whole_mode = FeatureMode(extra_layers=self._mode.extra_layers)
-            whole = yield Compute(functools.partial(encode_audio, self.model.encoder, audio, whole_mode))
+            whole = yield Compute(
+                functools.partial(encode_audio, self.model.encoder, audio, self._mode.whole_utterance)
+            )
             text = yield from self._recogniser.whole_final_steps(whole)
         elif final and tail:
             text = yield from self._recogniser.final_steps(features[self._frames.shape[0] :])
